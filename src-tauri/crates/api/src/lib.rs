@@ -1,0 +1,134 @@
+//! The SutazAI HTTP API: the system description's REST routes and WebSockets over the
+//! orchestrator, plus task approval and `/openapi.json`.
+//!
+//! # Layout
+//! - [`app`] builds the `Router` (tests drive it with `oneshot`, no socket needed);
+//!   [`serve`] runs it on a listener until a shutdown future resolves.
+//! - `error`: the one error type; every failure reaches clients as `{code, message}`.
+//! - `extract`: JSON and query extractors whose rejections are `{code, message}` too.
+//! - `routes`: REST handlers; `ws`: the two WebSocket endpoints; `health`: the health
+//!   computation shared by `/health`, `/status` and the `system_status` event.
+//! - `openapi`: the OpenAPI document.
+//!
+//! Only this crate knows HTTP and JSON DTOs; the orchestrator's types are serialised as
+//! they are because their field names are the spec's.
+
+mod error;
+mod extract;
+mod health;
+mod openapi;
+mod routes;
+mod ws;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use sutazai_orchestrator::Orchestrator;
+use tower_http::services::{ServeDir, ServeFile};
+
+pub use error::ApiError;
+
+/// Largest request body accepted (task payloads included).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// API settings.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// How often `/ws` clients get a `system_status` event (`WEBSOCKET_HEARTBEAT_INTERVAL`).
+    pub heartbeat_interval: Duration,
+    /// The built dashboard (`ui/dist`), served at `/` when present.
+    pub ui_dir: Option<PathBuf>,
+    /// `REDIS_URL`, reported by `/status` (the in-process bus is used in this version).
+    pub redis_url: Option<String>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            heartbeat_interval: Duration::from_secs(30),
+            ui_dir: None,
+            redis_url: None,
+        }
+    }
+}
+
+/// What handlers share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub(crate) orchestrator: Orchestrator,
+    pub(crate) config: Arc<ApiConfig>,
+    pub(crate) health: Arc<health::HealthCache>,
+    pub(crate) started: Instant,
+}
+
+impl AppState {
+    /// State over a running orchestrator.
+    pub fn new(orchestrator: Orchestrator, config: ApiConfig) -> AppState {
+        AppState {
+            orchestrator,
+            config: Arc::new(config),
+            health: Arc::new(health::HealthCache::default()),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// The router with every route.
+pub fn app(state: AppState) -> Router {
+    let ui = state.config.ui_dir.clone();
+    let router = Router::new()
+        .route("/health", get(routes::health))
+        .route("/status", get(routes::status))
+        .route("/agents", get(routes::list_agents))
+        .route("/agents/{agent_id}", get(routes::get_agent))
+        .route("/agents/{agent_id}/control", post(routes::control_agent))
+        .route("/tasks", post(routes::submit_task).get(routes::list_tasks))
+        .route(
+            "/tasks/{task_id}",
+            get(routes::get_task).delete(routes::cancel_task),
+        )
+        .route("/tasks/{task_id}/approve", post(routes::approve_task))
+        .route("/messages/send", post(routes::send_message))
+        .route("/messages/broadcast", post(routes::broadcast_message))
+        .route("/infrastructure/status", get(routes::infrastructure_status))
+        .route("/infrastructure/deploy-all", post(routes::deploy_all))
+        .route(
+            "/infrastructure/services/{service_name}/control",
+            post(routes::control_service),
+        )
+        .route("/analytics/performance", get(routes::analytics))
+        .route("/openapi.json", get(openapi::document))
+        .route("/ws", get(ws::system))
+        .route("/ws/agent/{agent_id}", get(ws::agent))
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let router = match ui {
+        Some(dir) if dir.join("index.html").is_file() => router.fallback_service(
+            ServeDir::new(&dir).not_found_service(ServeFile::new(dir.join("index.html"))),
+        ),
+        _ => router.fallback(error::not_found),
+    };
+    router.with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves; open WebSockets are closed then.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stop = state.orchestrator.clone();
+    let shutdown = async move {
+        shutdown.await;
+        // WebSocket loops watch the orchestrator's shutdown signal.
+        stop.begin_shutdown();
+    };
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

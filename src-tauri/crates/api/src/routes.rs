@@ -1,0 +1,452 @@
+//! REST handlers for the system description's routes plus task approval.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sutazai_core::{
+    AgentState, CommunicationPattern, Message, MessageType, Priority, TaskRequest, TaskStatus, ids,
+};
+use sutazai_orchestrator::{AgentAction, AgentInfo, Analytics, TaskDetail, TaskFilter};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+use crate::health;
+
+/// Most tasks one list returns.
+const MAX_LIMIT: usize = 1000;
+
+/// `GET /health`.
+#[utoipa::path(get, path = "/health", responses((status = 200, body = health::Health)))]
+pub(crate) async fn health(State(state): State<AppState>) -> Json<health::Health> {
+    Json(health::check(&state).await)
+}
+
+/// `GET /status`.
+#[utoipa::path(get, path = "/status", responses((status = 200, description = "Comprehensive status")))]
+pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
+    let health = health::check(&state).await;
+    let stats = state.orchestrator.stats();
+    let bus = state.orchestrator.bus().stats();
+    let agents = state.orchestrator.agents();
+    let count = |s: AgentState| agents.iter().filter(|a| a.status == s).count();
+    Json(json!({
+        "status": health.status,
+        "system_health": health.system_health,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime": state.started.elapsed().as_secs_f64(),
+        "active_tasks": stats.active_tasks,
+        "queued_tasks": stats.queued_tasks,
+        "awaiting_approval": stats.awaiting_approval,
+        "max_concurrent_tasks": stats.max_concurrent_tasks,
+        "tasks": {
+            "submitted": stats.tasks_submitted,
+            "completed": stats.tasks_completed,
+            "failed": stats.tasks_failed,
+        },
+        "agents": {
+            "total": agents.len(),
+            "healthy": count(AgentState::Healthy),
+            "degraded": count(AgentState::Degraded),
+            "stopped": count(AgentState::Stopped),
+        },
+        "llm": health.llm,
+        "journal": {"ok": health.journal_ok},
+        "message_bus": {
+            "transport": "in_process",
+            "redis_url_configured": state.config.redis_url.is_some(),
+            "published": bus.published,
+            "delivered": bus.delivered,
+            "topics": bus.topics,
+        },
+        "infrastructure": {
+            "available": false,
+            "reason": "container management is not part of this version",
+        },
+    }))
+}
+
+/// Filters for `GET /agents`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct AgentQuery {
+    /// `healthy`, `degraded` or `stopped`.
+    status: Option<String>,
+    /// Only agents with this capability.
+    capability: Option<String>,
+}
+
+/// `GET /agents`.
+#[utoipa::path(get, path = "/agents", params(AgentQuery), responses((status = 200, description = "Agents")))]
+pub(crate) async fn list_agents(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AgentQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match query.status.as_deref() {
+        None | Some("") | Some("all") => None,
+        Some("healthy") => Some(AgentState::Healthy),
+        Some("degraded") => Some(AgentState::Degraded),
+        Some("stopped") => Some(AgentState::Stopped),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("status `{other}` is not one of healthy, degraded, stopped"),
+            ));
+        }
+    };
+    let agents: Vec<AgentInfo> = state
+        .orchestrator
+        .agents()
+        .into_iter()
+        .filter(|a| status.is_none_or(|s| a.status == s))
+        .filter(|a| {
+            query
+                .capability
+                .as_deref()
+                .is_none_or(|c| a.capabilities.iter().any(|x| x == c))
+        })
+        .collect();
+    Ok(Json(json!({"agents": agents, "total": agents.len()})))
+}
+
+/// `GET /agents/{agent_id}`.
+#[utoipa::path(get, path = "/agents/{agent_id}", responses((status = 200, body = AgentInfo), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn get_agent(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+) -> Result<Json<AgentInfo>, ApiError> {
+    Ok(Json(state.orchestrator.agent(&agent_id)?))
+}
+
+/// Body of `POST /agents/{agent_id}/control`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ControlRequest {
+    /// `start`, `stop`, `restart` or `scale`.
+    action: String,
+    /// For `scale`: how many steps the agent may run at once.
+    instances: Option<u32>,
+}
+
+/// `POST /agents/{agent_id}/control`.
+#[utoipa::path(post, path = "/agents/{agent_id}/control", request_body = ControlRequest, responses((status = 200, body = AgentInfo)))]
+pub(crate) async fn control_agent(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+    ApiJson(body): ApiJson<ControlRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let action = match body.action.as_str() {
+        "start" => AgentAction::Start,
+        "stop" => AgentAction::Stop,
+        "restart" => AgentAction::Restart,
+        "scale" => AgentAction::Scale(body.instances.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "`instances` is required for the scale action",
+            )
+        })?),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                format!("action `{other}` is not one of start, stop, restart, scale"),
+            ));
+        }
+    };
+    let agent = state.orchestrator.control_agent(&agent_id, action)?;
+    Ok(Json(json!({
+        "agent_id": agent.id,
+        "action": body.action,
+        "status": agent.status,
+        "agent": agent,
+    })))
+}
+
+/// Answer of `POST /tasks`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Submitted {
+    /// The task's id.
+    task_id: String,
+    /// Its coordination session's id.
+    session_id: String,
+    /// `queued` or `awaiting_approval`.
+    status: TaskStatus,
+    /// Approvals it waits for.
+    pending_approvals: Vec<String>,
+}
+
+/// `POST /tasks`.
+#[utoipa::path(post, path = "/tasks", request_body = TaskRequest, responses((status = 201, body = Submitted), (status = 422, body = crate::error::ErrorBody)))]
+pub(crate) async fn submit_task(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<TaskRequest>,
+) -> Result<(StatusCode, Json<Submitted>), ApiError> {
+    let task = state.orchestrator.submit(request).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Submitted {
+            pending_approvals: task.pending_approvals(),
+            task_id: task.id,
+            session_id: task.session_id,
+            status: task.status,
+        }),
+    ))
+}
+
+/// Filters for `GET /tasks`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct TaskQuery {
+    /// A status, or `active` for every unfinished task.
+    status: Option<String>,
+    /// At most this many (default 50, at most 1000).
+    limit: Option<usize>,
+}
+
+/// `GET /tasks`.
+#[utoipa::path(get, path = "/tasks", params(TaskQuery), responses((status = 200, description = "Tasks, newest first")))]
+pub(crate) async fn list_tasks(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<TaskQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let filter = match query.status.as_deref() {
+        None | Some("") | Some("all") => TaskFilter::All,
+        Some("active") => TaskFilter::Active,
+        Some(s) => TaskFilter::Status(TaskStatus::parse(s).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!(
+                    "status `{s}` is not one of active, queued, awaiting_approval, running, completed, failed, cancelled"
+                ),
+            )
+        })?),
+    };
+    let limit = query.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let tasks = state.orchestrator.tasks(filter, limit).await?;
+    Ok(Json(json!({"tasks": tasks, "total": tasks.len()})))
+}
+
+/// `GET /tasks/{task_id}`.
+#[utoipa::path(get, path = "/tasks/{task_id}", responses((status = 200, body = TaskDetail), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn get_task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+) -> Result<Json<TaskDetail>, ApiError> {
+    Ok(Json(state.orchestrator.task_detail(&task_id).await?))
+}
+
+/// `DELETE /tasks/{task_id}`.
+#[utoipa::path(delete, path = "/tasks/{task_id}", responses((status = 200, description = "The cancelled task"), (status = 409, body = crate::error::ErrorBody)))]
+pub(crate) async fn cancel_task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let task = state.orchestrator.cancel(&task_id).await?;
+    Ok(Json(json!({"task_id": task.id, "status": task.status, "task": task})))
+}
+
+/// Body of `POST /tasks/{task_id}/approve`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApproveRequest {
+    /// One of the task's `required_approvals`.
+    approval: String,
+    /// Who approves (free text).
+    #[serde(default)]
+    approved_by: Option<String>,
+}
+
+/// `POST /tasks/{task_id}/approve`.
+#[utoipa::path(post, path = "/tasks/{task_id}/approve", request_body = ApproveRequest, responses((status = 200, description = "The task after the approval")))]
+pub(crate) async fn approve_task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+    ApiJson(body): ApiJson<ApproveRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let by = body.approved_by.unwrap_or_else(|| "api".to_owned());
+    let task = state
+        .orchestrator
+        .approve(&task_id, &body.approval, &by)
+        .await?;
+    Ok(Json(json!({
+        "task_id": task.id,
+        "status": task.status,
+        "pending_approvals": task.pending_approvals(),
+        "approvals": task.approvals,
+    })))
+}
+
+/// `?sender_id=` of the message routes.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct SenderQuery {
+    /// Who sends (default `api`).
+    sender_id: Option<String>,
+}
+
+/// Body of `POST /messages/send` and `/messages/broadcast`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SendRequest {
+    /// Recipient agent (point-to-point, request-response).
+    recipient_id: Option<String>,
+    /// What the message is about.
+    message_type: MessageType,
+    /// Routing pattern (default point-to-point; broadcast for `/messages/broadcast`).
+    pattern: Option<CommunicationPattern>,
+    /// Delivery priority.
+    #[serde(default)]
+    priority: Priority,
+    /// Topic for pub-sub.
+    topic: Option<String>,
+    /// Content.
+    #[serde(default)]
+    payload: Map<String, Value>,
+    /// Extras.
+    #[serde(default)]
+    metadata: Map<String, Value>,
+    /// Not delivered after this.
+    expires_at: Option<DateTime<Utc>>,
+}
+
+fn publish(
+    state: &AppState,
+    sender: Option<String>,
+    body: SendRequest,
+    pattern: CommunicationPattern,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(recipient) = body.recipient_id.as_deref() {
+        if matches!(
+            pattern,
+            CommunicationPattern::PointToPoint | CommunicationPattern::RequestResponse
+        ) && state.orchestrator.agent(recipient).is_err()
+        {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "agent_not_found",
+                format!("recipient `{recipient}` is not a registered agent"),
+            ));
+        }
+    }
+    let message = Message {
+        id: ids::new_id(),
+        sender_id: sender.unwrap_or_else(|| "api".to_owned()),
+        recipient_id: body.recipient_id,
+        message_type: body.message_type,
+        pattern,
+        priority: body.priority,
+        topic: body.topic,
+        payload: body.payload,
+        metadata: body.metadata,
+        created_at: Utc::now(),
+        expires_at: body.expires_at,
+    };
+    let id = message.id.clone();
+    let delivery = state.orchestrator.bus().publish(message).map_err(|e| {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_message", e.to_string())
+    })?;
+    Ok(Json(json!({
+        "message_id": id,
+        "status": "sent",
+        "pattern": pattern,
+        "delivered": delivery.delivered,
+    })))
+}
+
+/// `POST /messages/send`.
+#[utoipa::path(post, path = "/messages/send", params(SenderQuery), request_body = SendRequest, responses((status = 200, description = "Sent")))]
+pub(crate) async fn send_message(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<SenderQuery>,
+    ApiJson(body): ApiJson<SendRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let pattern = body.pattern.unwrap_or_default();
+    publish(&state, query.sender_id, body, pattern)
+}
+
+/// `POST /messages/broadcast`.
+#[utoipa::path(post, path = "/messages/broadcast", params(SenderQuery), request_body = SendRequest, responses((status = 200, description = "Sent")))]
+pub(crate) async fn broadcast_message(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<SenderQuery>,
+    ApiJson(body): ApiJson<SendRequest>,
+) -> Result<Json<Value>, ApiError> {
+    publish(&state, query.sender_id, body, CommunicationPattern::Broadcast)
+}
+
+fn docker_unavailable() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "docker_unavailable",
+        "container management (Docker services: Redis, Ollama, agent workers) is not part of this version yet; nothing was changed",
+    )
+}
+
+/// `GET /infrastructure/status`.
+#[utoipa::path(get, path = "/infrastructure/status", responses((status = 503, body = crate::error::ErrorBody)))]
+pub(crate) async fn infrastructure_status() -> ApiError {
+    docker_unavailable()
+}
+
+/// `POST /infrastructure/deploy-all`.
+#[utoipa::path(post, path = "/infrastructure/deploy-all", responses((status = 503, body = crate::error::ErrorBody)))]
+pub(crate) async fn deploy_all() -> ApiError {
+    docker_unavailable()
+}
+
+/// `POST /infrastructure/services/{service_name}/control`.
+#[utoipa::path(post, path = "/infrastructure/services/{service_name}/control", responses((status = 503, body = crate::error::ErrorBody)))]
+pub(crate) async fn control_service(Path(_service_name): Path<String>) -> ApiError {
+    docker_unavailable()
+}
+
+/// Window of `GET /analytics/performance`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct AnalyticsQuery {
+    /// ISO 8601; without an offset it is the server's local time (Python's `isoformat()`).
+    start_date: Option<String>,
+    /// ISO 8601, as `start_date`.
+    end_date: Option<String>,
+}
+
+fn parse_date(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(d) = DateTime::parse_from_rfc3339(value) {
+        return Ok(Some(d.with_timezone(&Utc)));
+    }
+    NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .and_then(|naive| Local.from_local_datetime(&naive).earliest())
+        .map(|d| Some(d.with_timezone(&Utc)))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("{field} `{value}` is not an ISO 8601 date-time"),
+            )
+        })
+}
+
+/// `GET /analytics/performance`.
+#[utoipa::path(get, path = "/analytics/performance", params(AnalyticsQuery), responses((status = 200, body = Analytics)))]
+pub(crate) async fn analytics(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AnalyticsQuery>,
+) -> Result<Json<Analytics>, ApiError> {
+    let start = parse_date("start_date", query.start_date.as_deref())?;
+    let end = parse_date("end_date", query.end_date.as_deref())?;
+    Ok(Json(state.orchestrator.analytics(start, end).await?))
+}

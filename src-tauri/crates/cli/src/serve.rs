@@ -1,0 +1,424 @@
+//! `serve`: wires settings into the running system — data directory, journal, agent
+//! registry, LLM providers, orchestrator, HTTP API — and takes it down again in order.
+//!
+//! Two entry points share the wiring: [`run_server`] for `sutazai serve` (it owns the
+//! process until Ctrl-C/SIGTERM) and [`spawn_background`] for the desktop shell, which
+//! runs the same server as a task on its own runtime and stops it when the app quits.
+//!
+//! Start-up order matters: the listening socket is bound and the data directory locked
+//! *before* the journal is opened, because opening the journal resumes unfinished tasks;
+//! a second server started by mistake (port taken, or same data directory) must fail
+//! before it could run those tasks a second time.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::future::Future;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use sutazai_agents::Registry;
+use sutazai_api::{ApiConfig, AppState};
+use sutazai_bus::Bus;
+use sutazai_llm::{OllamaProvider, OpenAiProvider, Provider, ProviderOptions};
+use sutazai_orchestrator::{AgentBinding, Orchestrator, OrchestratorConfig};
+use sutazai_store::Journal;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::settings::{ProviderKind, ProviderSettings, Settings};
+
+/// Name of the lock file that keeps two servers off one data directory.
+pub const LOCK_FILE_NAME: &str = "sutazai.lock";
+
+/// The message `serve` fails with when `ENABLE_AUTH` is true.
+const AUTH_REFUSAL: &str = "ENABLE_AUTH=true: authentication is not implemented in this version \
+yet, so the server refuses to run unauthenticated when auth was requested; unset ENABLE_AUTH \
+(or set it to false) to run without authentication";
+
+/// Runs the server until `shutdown` resolves, then stops the orchestrator (running tasks
+/// stay journaled and resume at the next start) and flushes the journal.
+///
+/// `ready` receives the bound address once the API accepts requests; with
+/// `ORCHESTRATION_API_PORT=0`-style ephemeral binds (tests, embedding) it is how the
+/// caller learns the port.
+pub async fn run_server(
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
+    refuse_auth(&settings)?;
+    let (host, port) = (settings.host.clone(), settings.port);
+    let listener = tokio::task::spawn_blocking(move || bind(&host, port))
+        .await
+        .context("binding the API listener")??;
+    serve_bound(settings, listener, shutdown, ready).await
+}
+
+/// A server running as a task on the caller's runtime (the desktop shell's).
+#[derive(Debug)]
+pub struct BackgroundServer {
+    /// Where the API listens; known as soon as [`spawn_background`] returns.
+    addr: SocketAddr,
+    /// Dashboard and client URL (wildcard bind addresses mapped to loopback).
+    url: String,
+    /// Fires the server's shutdown; `None` once used.
+    stop: Option<oneshot::Sender<()>>,
+    /// The server task; its error (journal unusable, ...) surfaces through [`stop`].
+    ///
+    /// [`stop`]: BackgroundServer::stop
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl BackgroundServer {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The URL the dashboard and clients use (`http://127.0.0.1:8000`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Whether the server task has ended (stopped, or failed after binding).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Asks the server to shut down without waiting; harmless to call twice.
+    pub fn request_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Shuts the server down and waits until the orchestrator and journal are closed;
+    /// returns the server's own error if it had failed.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.request_stop();
+        (&mut self.task).await.context("the server task panicked")?
+    }
+}
+
+/// Starts the server on the current tokio runtime and returns once it is bound.
+///
+/// Binding happens here, synchronously, so the shell gets the address (or the "port in
+/// use" error) immediately; the journal opens and tasks resume inside the spawned task.
+/// Must be called from within a tokio runtime.
+pub fn spawn_background(settings: Settings) -> anyhow::Result<BackgroundServer> {
+    refuse_auth(&settings)?;
+    let runtime = tokio::runtime::Handle::try_current()
+        .context("spawn_background must be called inside a tokio runtime")?;
+    let listener = bind(&settings.host, settings.port)?;
+    let addr = listener
+        .local_addr()
+        .context("reading the API listener's address")?;
+    let url = client_url(addr);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = runtime.spawn(serve_bound(
+        settings,
+        listener,
+        async move {
+            // A dropped sender (the handle was dropped) also stops the server.
+            let _ = stopped.await;
+        },
+        None,
+    ));
+    Ok(BackgroundServer {
+        addr,
+        url,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix (what `systemctl stop` and `docker stop` send).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn refuse_auth(settings: &Settings) -> anyhow::Result<()> {
+    if settings.enable_auth {
+        bail!(AUTH_REFUSAL);
+    }
+    Ok(())
+}
+
+/// Binds the API socket, naming the address and the settings to change when it fails.
+fn bind(host: &str, port: u16) -> anyhow::Result<StdTcpListener> {
+    let listener = StdTcpListener::bind((host, port)).with_context(|| {
+        format!(
+            "cannot listen on {host}:{port} (ORCHESTRATION_API_HOST / ORCHESTRATION_API_PORT); \
+             is another server already using this port?"
+        )
+    })?;
+    listener
+        .set_nonblocking(true)
+        .context("making the API listener non-blocking")?;
+    Ok(listener)
+}
+
+/// The URL a local client uses for a bound address.
+fn client_url(addr: SocketAddr) -> String {
+    let ip = addr.ip();
+    let ip = if ip.is_unspecified() {
+        match ip {
+            std::net::IpAddr::V4(_) => std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            std::net::IpAddr::V6(_) => std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+        }
+    } else {
+        ip
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Everything after binding: lock the data directory, open the journal, load agents,
+/// build providers, start the orchestrator, serve until `shutdown`, stop in order.
+async fn serve_bound(
+    settings: Settings,
+    listener: StdTcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    ready: Option<oneshot::Sender<SocketAddr>>,
+) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::from_std(listener).context("registering the API listener")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the API listener's address")?;
+
+    let data_dir = settings.data_dir.clone();
+    let journal_path = settings.journal_path();
+    let agents_dir = settings.agents_dir.clone();
+    let (lock, journal, registry) = tokio::task::spawn_blocking(move || {
+        let lock = lock_data_dir(&data_dir)?;
+        let journal = Journal::open(&journal_path)
+            .with_context(|| format!("opening the journal {}", journal_path.display()))?;
+        let registry = load_registry(&agents_dir);
+        anyhow::Ok((lock, journal, registry))
+    })
+    .await
+    .context("preparing the data directory")??;
+
+    for id in settings.agents.keys() {
+        if registry.get(id).is_none() {
+            tracing::warn!(
+                agent = %id,
+                "the config file binds agent `{id}`, but no agent has that id; the binding is ignored"
+            );
+        }
+    }
+    let providers = match build_providers(&settings) {
+        Ok(providers) => providers,
+        Err(e) => {
+            journal.close().await;
+            return Err(e);
+        }
+    };
+    let bus = Bus::default();
+    let orchestrator = match Orchestrator::start(
+        orchestrator_config(&settings),
+        registry,
+        providers,
+        journal.clone(),
+        bus,
+    )
+    .await
+    {
+        Ok(orchestrator) => orchestrator,
+        Err(e) => {
+            journal.close().await;
+            return Err(e).context("starting the orchestrator");
+        }
+    };
+
+    let state = AppState::new(orchestrator.clone(), api_config(&settings));
+    let url = client_url(addr);
+    tracing::info!("listening on http://{addr} (dashboard: {url}/)");
+    if settings.ui_dir.is_none() {
+        tracing::warn!(
+            "no dashboard build found (set SUTAZAI_UI_DIR to a built ui/dist); serving the API only"
+        );
+    }
+    println!("SutazAI dashboard: {url}/");
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    }
+    let served = sutazai_api::serve(listener, state, shutdown).await;
+    tracing::info!("stopping the orchestrator; unfinished tasks resume at the next start");
+    orchestrator.shutdown().await;
+    drop(lock);
+    served.with_context(|| format!("serving the API on {addr}"))
+}
+
+/// Loads the built-in and user agents, logging each rejected file (the others still load).
+fn load_registry(agents_dir: &Path) -> Registry {
+    let (registry, errors) = Registry::load(Some(agents_dir));
+    for error in &errors {
+        tracing::warn!(
+            file = %error.path.display(),
+            field = error.field.as_deref().unwrap_or("-"),
+            "skipping agent file: {error}"
+        );
+    }
+    let user = registry
+        .iter()
+        .filter(|spec| {
+            matches!(
+                registry.source(&spec.id),
+                Some(sutazai_agents::AgentSource::User(_))
+            )
+        })
+        .count();
+    tracing::info!(
+        agents = registry.len(),
+        user_agents = user,
+        dir = %agents_dir.display(),
+        "agent registry loaded"
+    );
+    registry
+}
+
+/// Holds an exclusive lock on `<data dir>/sutazai.lock` for the server's lifetime, so two
+/// servers never resume (and run twice) the same journaled tasks. The OS drops the lock
+/// when the process dies, `kill -9` included.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let path = data_dir.join(LOCK_FILE_NAME);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let by = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            bail!(
+                "the data directory {} is in use by another SutazAI server{by}; stop it or set \
+                 SUTAZAI_DATA_DIR to another directory",
+                data_dir.display()
+            );
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    // The pid is only a hint for the message above; failing to write it is harmless.
+    let _ = file
+        .set_len(0)
+        .and_then(|()| file.seek(SeekFrom::Start(0)).map(|_| ()))
+        .and_then(|()| write!(file, "{}", std::process::id()));
+    Ok(file)
+}
+
+/// The orchestrator's settings.
+pub fn orchestrator_config(settings: &Settings) -> OrchestratorConfig {
+    OrchestratorConfig {
+        max_concurrent_tasks: settings.max_concurrent_tasks,
+        default_provider: settings.default_provider.clone(),
+        default_model: settings.model.clone(),
+        agent_bindings: settings
+            .agents
+            .iter()
+            .map(|(id, b)| {
+                (
+                    id.clone(),
+                    AgentBinding {
+                        provider: b.provider.clone(),
+                        model: b.model.clone(),
+                    },
+                )
+            })
+            .collect(),
+        max_tokens: Some(settings.max_tokens),
+        step_timeout: settings.step_timeout,
+        max_attempts: settings.max_attempts,
+        swarm_rounds: settings.swarm_rounds,
+        ..OrchestratorConfig::default()
+    }
+}
+
+/// The API's settings.
+pub fn api_config(settings: &Settings) -> ApiConfig {
+    ApiConfig {
+        heartbeat_interval: settings.heartbeat_interval,
+        ui_dir: settings.ui_dir.clone(),
+        redis_url: settings.redis_url.clone(),
+    }
+}
+
+/// One client per configured provider, with the configured time limits.
+pub fn build_providers(settings: &Settings) -> anyhow::Result<HashMap<String, Arc<dyn Provider>>> {
+    settings
+        .providers
+        .iter()
+        .map(|(name, p)| {
+            let mut options = ProviderOptions::default();
+            if let Some(timeout) = p.timeout {
+                options.request_timeout = timeout;
+            }
+            Ok((name.clone(), build_provider(name, p, options)?))
+        })
+        .collect()
+}
+
+/// A client for one provider.
+pub fn build_provider(
+    name: &str,
+    p: &ProviderSettings,
+    options: ProviderOptions,
+) -> anyhow::Result<Arc<dyn Provider>> {
+    let provider: Arc<dyn Provider> = match p.kind {
+        ProviderKind::Ollama => Arc::new(
+            OllamaProvider::new(name, &p.base_url, options)
+                .with_context(|| format!("configuring provider `{name}`"))?,
+        ),
+        ProviderKind::Openai => Arc::new(
+            OpenAiProvider::new(
+                name,
+                &p.base_url,
+                p.api_key.as_ref().map(|k| k.expose().to_owned()),
+                options,
+            )
+            .with_context(|| format!("configuring provider `{name}`"))?,
+        ),
+    };
+    Ok(provider)
+}

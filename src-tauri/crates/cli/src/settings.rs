@@ -1,0 +1,1132 @@
+//! Settings: what `serve`, the client commands and `doctor` run with, from built-in
+//! defaults, then a TOML config file, then the environment (each overriding the one
+//! before), merged with `figment` and validated up front.
+//!
+//! # Sources
+//! - **Environment.** The system description's variables keep their names, unprefixed
+//!   (`ORCHESTRATION_API_PORT`, `OLLAMA_API_URL`, ...) because existing deployments and
+//!   docs already set them; the settings this implementation adds are prefixed
+//!   `SUTAZAI_` (`SUTAZAI_MODEL`, `SUTAZAI_DATA_DIR`, ...). An empty variable counts as
+//!   unset.
+//! - **Config file.** `--config PATH`, else `$SUTAZAI_CONFIG`, else
+//!   `<config dir>/sutazai.toml` when it exists. Keys are the variable names in lowercase
+//!   snake case, without the `SUTAZAI_` prefix (`orchestration_api_port`, `model`), plus
+//!   `default_provider` and two tables only a file can express:
+//!
+//! ```toml
+//! model = "qwen2.5:7b"
+//! data_dir = "data"                  # relative paths are relative to this file
+//! default_provider = "ollama"
+//!
+//! [providers.ollama]                 # without this table: kind ollama at OLLAMA_API_URL
+//! kind = "ollama"
+//! base_url = "http://gpu-box:11434"
+//!
+//! [providers.vllm]
+//! kind = "openai"                    # any OpenAI-compatible server
+//! base_url = "http://127.0.0.1:8001/v1"
+//! api_key_env = "VLLM_API_KEY"       # the key itself stays out of the file
+//! timeout_secs = 900
+//!
+//! [agents.senior-ai-engineer]        # per-agent provider/model binding
+//! provider = "vllm"
+//! model = "Qwen/Qwen2.5-Coder-32B-Instruct"
+//! ```
+//!
+//! # Failing fast
+//! Every value is parsed and checked when settings load, before anything starts, and a bad
+//! one is reported with where it came from and what it was, e.g.
+//! `ORCHESTRATION_API_PORT=abc: invalid digit found in string`. A file's unknown key is an
+//! error too, so a misspelt setting is never silently ignored.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use figment::providers::{Format, Toml};
+use figment::value::{Dict, Map, Num, Value};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use reqwest::Url;
+use serde::Deserialize;
+
+/// Name of the default provider: the local Ollama most users run.
+pub const DEFAULT_PROVIDER: &str = "ollama";
+
+/// File name looked up in the platform config directory when no config file is named.
+pub const CONFIG_FILE_NAME: &str = "sutazai.toml";
+
+/// Name of the journal file inside the data directory.
+pub const JOURNAL_FILE_NAME: &str = "journal.sqlite3";
+
+/// The figment metadata name of [`EnvProvider`]; how a value is recognised as coming from
+/// the environment when an error has to say where it came from.
+const ENV_PROVIDER_NAME: &str = "environment variable";
+
+/// One scalar setting: its config-file key and the environment variable that overrides it.
+#[derive(Debug, Clone, Copy)]
+struct Key {
+    /// Key in the config file, and the key it is merged under in figment.
+    key: &'static str,
+    /// The environment variable.
+    env: &'static str,
+}
+
+/// Every scalar setting. The single table both sources are mapped from, so the file key and
+/// the variable of a setting can never drift apart.
+const KEYS: &[Key] = &[
+    Key {
+        key: "orchestration_api_host",
+        env: "ORCHESTRATION_API_HOST",
+    },
+    Key {
+        key: "orchestration_api_port",
+        env: "ORCHESTRATION_API_PORT",
+    },
+    Key {
+        key: "redis_url",
+        env: "REDIS_URL",
+    },
+    Key {
+        key: "log_level",
+        env: "LOG_LEVEL",
+    },
+    Key {
+        key: "enable_auth",
+        env: "ENABLE_AUTH",
+    },
+    Key {
+        key: "jwt_secret_key",
+        env: "JWT_SECRET_KEY",
+    },
+    Key {
+        key: "session_timeout",
+        env: "SESSION_TIMEOUT",
+    },
+    Key {
+        key: "max_concurrent_tasks",
+        env: "MAX_CONCURRENT_TASKS",
+    },
+    Key {
+        key: "websocket_heartbeat_interval",
+        env: "WEBSOCKET_HEARTBEAT_INTERVAL",
+    },
+    Key {
+        key: "message_retention_hours",
+        env: "MESSAGE_RETENTION_HOURS",
+    },
+    Key {
+        key: "metrics_retention_days",
+        env: "METRICS_RETENTION_DAYS",
+    },
+    Key {
+        key: "docker_host",
+        env: "DOCKER_HOST",
+    },
+    Key {
+        key: "ollama_api_url",
+        env: "OLLAMA_API_URL",
+    },
+    Key {
+        key: "enable_auto_scaling",
+        env: "ENABLE_AUTO_SCALING",
+    },
+    Key {
+        key: "model",
+        env: "SUTAZAI_MODEL",
+    },
+    Key {
+        key: "data_dir",
+        env: "SUTAZAI_DATA_DIR",
+    },
+    Key {
+        key: "agents_dir",
+        env: "SUTAZAI_AGENTS_DIR",
+    },
+    Key {
+        key: "max_tokens",
+        env: "SUTAZAI_MAX_TOKENS",
+    },
+    Key {
+        key: "step_timeout",
+        env: "SUTAZAI_STEP_TIMEOUT",
+    },
+    Key {
+        key: "max_attempts",
+        env: "SUTAZAI_MAX_ATTEMPTS",
+    },
+    Key {
+        key: "swarm_rounds",
+        env: "SUTAZAI_SWARM_ROUNDS",
+    },
+    Key {
+        key: "ui_dir",
+        env: "SUTAZAI_UI_DIR",
+    },
+];
+
+/// Top-level file keys that have no environment variable.
+const FILE_ONLY_KEYS: &[&str] = &["default_provider", "providers", "agents"];
+
+/// The variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "SUTAZAI_CONFIG";
+
+/// Why settings could not be loaded. Every variant names what the user has to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SettingsError {
+    /// A value that does not parse or is out of range.
+    #[error("{origin}{value}: {reason}")]
+    Invalid {
+        /// The variable or file key it came from.
+        origin: Origin,
+        /// The value as given (secrets are never put here).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The named config file does not exist.
+    #[error("config file {} (from {named_by}) does not exist", .path.display())]
+    ConfigNotFound {
+        /// The path as given.
+        path: PathBuf,
+        /// `--config` or `SUTAZAI_CONFIG`.
+        named_by: String,
+    },
+    /// The config file exists but could not be read or parsed, or one of its tables is
+    /// malformed.
+    #[error("config file {}: {message}", .path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong, with the line or key where the parser knows it.
+        message: String,
+    },
+    /// The config file has a top-level key no setting uses (most likely a typo).
+    #[error("config file {}: unknown key `{key}` (known keys: {known})", .path.display())]
+    UnknownKey {
+        /// The file.
+        path: PathBuf,
+        /// The unknown key.
+        key: String,
+        /// Every accepted key, to spot the typo.
+        known: String,
+    },
+    /// A variable the settings read holds bytes that are not UTF-8.
+    #[error("environment variable {var} is not valid UTF-8")]
+    NotUnicode {
+        /// The variable.
+        var: String,
+    },
+    /// No platform directory could be determined (no home directory) and the setting
+    /// that would replace it is not set.
+    #[error("cannot determine the default {what} (no home directory); set {var}")]
+    NoDefaultDir {
+        /// Which directory.
+        what: &'static str,
+        /// The variable to set instead.
+        var: &'static str,
+    },
+}
+
+/// Where a value came from, for error messages that point at the thing to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Origin {
+    /// An environment variable; displays as `NAME=` so the message reads `NAME=value: ...`.
+    Env(String),
+    /// A key of the config file.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The dotted key path (`providers.vllm.base_url`).
+        key: String,
+    },
+    /// A built-in default (only reachable if a default itself is unusable, e.g. a default
+    /// directory that cannot be represented).
+    Default(String),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Env(var) => write!(f, "{var}="),
+            Origin::File { path, key } => write!(f, "{}: {key} = ", path.display()),
+            Origin::Default(key) => write!(f, "default {key} = "),
+        }
+    }
+}
+
+impl Origin {
+    /// The variable or key alone, for messages that do not quote a value.
+    pub fn name(&self) -> String {
+        match self {
+            Origin::Env(var) => var.clone(),
+            Origin::File { path, key } => format!("{key} in {}", path.display()),
+            Origin::Default(key) => key.clone(),
+        }
+    }
+}
+
+/// A secret string (JWT key, API key) whose `Debug` does not print it, so settings can be
+/// logged and shown in panics without leaking credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// A snapshot of the environment variables settings may read.
+///
+/// Loading reads variables only through this, so tests build one from explicit pairs and
+/// never mutate the process environment (which parallel tests share).
+#[derive(Clone, Default)]
+pub struct EnvVars {
+    /// Variables with a non-empty UTF-8 value.
+    vars: BTreeMap<String, String>,
+    /// Variables whose value is not UTF-8; an error only if a setting needs one.
+    not_unicode: Vec<String>,
+}
+
+impl fmt::Debug for EnvVars {
+    // Values may be secrets (JWT_SECRET_KEY, API keys): only names are shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnvVars")
+            .field("names", &self.vars.keys().collect::<Vec<_>>())
+            .field("not_unicode", &self.not_unicode)
+            .finish()
+    }
+}
+
+impl EnvVars {
+    /// The current process environment.
+    pub fn from_process() -> EnvVars {
+        let mut env = EnvVars::default();
+        for (name, value) in std::env::vars_os() {
+            let Some(name) = name.to_str() else { continue };
+            match value.into_string() {
+                Ok(value) => env.insert(name, value),
+                Err(_) => env.not_unicode.push(name.to_owned()),
+            }
+        }
+        env
+    }
+
+    /// An environment made of exactly these pairs (for tests and embedding).
+    pub fn from_pairs<I, K, V>(pairs: I) -> EnvVars
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut env = EnvVars::default();
+        for (name, value) in pairs {
+            env.insert(name.as_ref(), value.as_ref().to_owned());
+        }
+        env
+    }
+
+    fn insert(&mut self, name: &str, value: String) {
+        // An empty variable is how shells and compose files "unset" a value.
+        if value.trim().is_empty() {
+            self.vars.remove(name);
+        } else {
+            self.vars.insert(name.to_owned(), value);
+        }
+    }
+
+    /// The variable's value; `Ok(None)` when unset or empty.
+    pub fn get(&self, name: &str) -> Result<Option<&str>, SettingsError> {
+        if self.not_unicode.iter().any(|n| n == name) {
+            return Err(SettingsError::NotUnicode {
+                var: name.to_owned(),
+            });
+        }
+        Ok(self.vars.get(name).map(String::as_str))
+    }
+}
+
+/// Where settings look when nothing names a place: the platform's config and data
+/// directories and the candidate locations of the built dashboard.
+///
+/// Separate from loading so tests can point every default at a temporary directory.
+#[derive(Debug, Clone, Default)]
+pub struct Locations {
+    /// `~/.config/sutazai` on Linux; holds `sutazai.toml` and `agents/`.
+    pub config_dir: Option<PathBuf>,
+    /// `~/.local/share/sutazai` on Linux; holds the journal.
+    pub data_dir: Option<PathBuf>,
+    /// Where to look for `ui/dist` when `SUTAZAI_UI_DIR` is unset, in order.
+    pub ui_candidates: Vec<PathBuf>,
+}
+
+impl Locations {
+    /// The platform directories of `ai.sutazai.sutazai`, and `ui/dist` under the current
+    /// directory and beside the executable.
+    pub fn detect() -> Locations {
+        let dirs = directories::ProjectDirs::from("ai", "sutazai", "sutazai");
+        let mut ui_candidates = Vec::new();
+        if let Ok(cwd) = std::env::current_dir() {
+            ui_candidates.push(cwd.join("ui").join("dist"));
+        }
+        if let Some(exe_dir) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+        {
+            ui_candidates.push(exe_dir.join("ui").join("dist"));
+        }
+        Locations {
+            config_dir: dirs.as_ref().map(|d| d.config_dir().to_path_buf()),
+            data_dir: dirs.as_ref().map(|d| d.data_dir().to_path_buf()),
+            ui_candidates,
+        }
+    }
+}
+
+/// The wire protocol of a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum ProviderKind {
+    /// Ollama's native API.
+    Ollama,
+    /// Any OpenAI-compatible `/v1/chat/completions` server.
+    Openai,
+}
+
+impl ProviderKind {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Ollama => "ollama",
+            ProviderKind::Openai => "openai",
+        }
+    }
+}
+
+/// One configured LLM endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderSettings {
+    /// Which protocol it speaks.
+    pub kind: ProviderKind,
+    /// Its root URL (checked to be absolute `http`/`https`).
+    pub base_url: String,
+    /// The API key, read from the variable named by `api_key_env` at load time so a
+    /// missing key fails at start-up, not on the first task.
+    pub api_key: Option<Secret>,
+    /// The variable the key came from, for messages.
+    pub api_key_env: Option<String>,
+    /// Whole-request limit (`timeout_secs`); `None` keeps the provider's default.
+    pub timeout: Option<Duration>,
+}
+
+/// A per-agent override of provider and model (`[agents.<id>]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentBindingSettings {
+    /// Provider name; `None` = the default provider.
+    pub provider: Option<String>,
+    /// Model name; `None` = the agent's own or the default model.
+    pub model: Option<String>,
+}
+
+/// Everything the process runs with. Built by [`Settings::load`]; every field is already
+/// validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The config file that was read, if any (shown by `doctor`).
+    pub config_file: Option<PathBuf>,
+    /// Address the API binds (`ORCHESTRATION_API_HOST`).
+    pub host: String,
+    /// Port the API binds (`ORCHESTRATION_API_PORT`, 1–65535).
+    pub port: u16,
+    /// `REDIS_URL`: recorded and reported; this version uses the in-process bus.
+    pub redis_url: Option<String>,
+    /// `LOG_LEVEL`: a level (`info`) or a `RUST_LOG`-style filter (`info,sutazai=debug`).
+    pub log_level: String,
+    /// `ENABLE_AUTH`. Authentication is not implemented yet, so `serve` refuses to start
+    /// when it is true rather than run unauthenticated against the operator's wish.
+    pub enable_auth: bool,
+    /// `JWT_SECRET_KEY`, kept for when authentication lands.
+    pub jwt_secret_key: Option<Secret>,
+    /// `SESSION_TIMEOUT` (seconds).
+    pub session_timeout: Duration,
+    /// `MAX_CONCURRENT_TASKS` (≥ 1): tasks running at once; more wait in the queue.
+    pub max_concurrent_tasks: usize,
+    /// `WEBSOCKET_HEARTBEAT_INTERVAL` (seconds, ≥ 1): how often `/ws` gets `system_status`.
+    pub heartbeat_interval: Duration,
+    /// `MESSAGE_RETENTION_HOURS`.
+    pub message_retention: Duration,
+    /// `METRICS_RETENTION_DAYS`.
+    pub metrics_retention: Duration,
+    /// `DOCKER_HOST` (`unix:///var/run/docker.sock`, `tcp://host:2375`); `None` means the
+    /// platform default socket.
+    pub docker_host: Option<String>,
+    /// `OLLAMA_API_URL`: where the default `ollama` provider points unless the file
+    /// defines `[providers.ollama]` with its own `base_url`.
+    pub ollama_api_url: String,
+    /// `ENABLE_AUTO_SCALING`, recorded for the infrastructure layer.
+    pub enable_auto_scaling: bool,
+    /// `SUTAZAI_MODEL`: the model every agent uses unless bound otherwise, so the whole
+    /// registry runs on the one model a user has pulled.
+    pub model: String,
+    /// `SUTAZAI_DATA_DIR`: holds the journal.
+    pub data_dir: PathBuf,
+    /// `SUTAZAI_AGENTS_DIR`: user agent files overlaid on the built-ins.
+    pub agents_dir: PathBuf,
+    /// `SUTAZAI_MAX_TOKENS` (≥ 1): completion-token cap of free-text steps.
+    pub max_tokens: u32,
+    /// `SUTAZAI_STEP_TIMEOUT` (seconds, ≥ 1): limit of one model call.
+    pub step_timeout: Duration,
+    /// `SUTAZAI_MAX_ATTEMPTS` (≥ 1): attempts per step.
+    pub max_attempts: u32,
+    /// `SUTAZAI_SWARM_ROUNDS` (≥ 1).
+    pub swarm_rounds: u32,
+    /// `SUTAZAI_UI_DIR`, or `ui/dist` found beside the current directory or executable:
+    /// the dashboard served at `/`. `None`: no dashboard, API only.
+    pub ui_dir: Option<PathBuf>,
+    /// The provider agents use unless bound otherwise (file key `default_provider`).
+    pub default_provider: String,
+    /// Every provider by name; always contains [`DEFAULT_PROVIDER`].
+    pub providers: BTreeMap<String, ProviderSettings>,
+    /// Per-agent bindings by agent id.
+    pub agents: BTreeMap<String, AgentBindingSettings>,
+}
+
+impl Settings {
+    /// Loads settings from the process environment, the config file (`config_flag`, else
+    /// `SUTAZAI_CONFIG`, else the platform default if present) and the platform
+    /// directories.
+    pub fn load(config_flag: Option<&Path>) -> Result<Settings, SettingsError> {
+        Settings::load_with(config_flag, &EnvVars::from_process(), &Locations::detect())
+    }
+
+    /// Loads settings from explicit sources: what [`Settings::load`] does, without touching
+    /// the process environment or the user's directories.
+    pub fn load_with(
+        config_flag: Option<&Path>,
+        env: &EnvVars,
+        locations: &Locations,
+    ) -> Result<Settings, SettingsError> {
+        let config_file = config_file(config_flag, env, locations)?;
+        let mut figment = Figment::new();
+        if let Some(path) = &config_file {
+            check_file(path)?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(EnvProvider::new(env)?);
+        Reader {
+            figment: &figment,
+            env,
+            locations,
+            config_file: config_file.as_deref(),
+        }
+        .settings(config_file.clone())
+    }
+
+    /// Where the journal lives.
+    pub fn journal_path(&self) -> PathBuf {
+        self.data_dir.join(JOURNAL_FILE_NAME)
+    }
+
+    /// The URL clients use to reach the API: the bind address, with a wildcard address
+    /// (`0.0.0.0`, `::`) mapped to loopback because that is where a local client connects.
+    pub fn api_base_url(&self) -> String {
+        let host = match self.host.as_str() {
+            "0.0.0.0" => "127.0.0.1",
+            "::" | "[::]" => "::1",
+            other => other,
+        };
+        if host.contains(':') && !host.starts_with('[') {
+            format!("http://[{host}]:{}", self.port)
+        } else {
+            format!("http://{host}:{}", self.port)
+        }
+    }
+
+    /// The provider named `default_provider`.
+    pub fn default_provider_settings(&self) -> Option<&ProviderSettings> {
+        self.providers.get(&self.default_provider)
+    }
+}
+
+/// Picks the config file: `--config`, else `SUTAZAI_CONFIG` (either must exist), else the
+/// platform default when it exists.
+fn config_file(
+    flag: Option<&Path>,
+    env: &EnvVars,
+    locations: &Locations,
+) -> Result<Option<PathBuf>, SettingsError> {
+    let named = match flag {
+        Some(path) => Some((path.to_path_buf(), "--config")),
+        None => env.get(CONFIG_ENV)?.map(|p| (PathBuf::from(p), CONFIG_ENV)),
+    };
+    if let Some((path, named_by)) = named {
+        if !path.exists() {
+            return Err(SettingsError::ConfigNotFound {
+                path,
+                named_by: named_by.to_owned(),
+            });
+        }
+        return Ok(Some(path));
+    }
+    Ok(locations
+        .config_dir
+        .as_ref()
+        .map(|dir| dir.join(CONFIG_FILE_NAME))
+        .filter(|path| path.is_file()))
+}
+
+/// Parses the file on its own so syntax errors and unknown top-level keys are reported
+/// against the file before values are merged.
+fn check_file(path: &Path) -> Result<(), SettingsError> {
+    let data = Toml::file_exact(path)
+        .data()
+        .map_err(|e| SettingsError::File {
+            path: path.to_path_buf(),
+            message: figment_message(&e),
+        })?;
+    for dict in data.values() {
+        for key in dict.keys() {
+            let known = KEYS.iter().any(|k| k.key == key) || FILE_ONLY_KEYS.contains(&key.as_str());
+            if !known {
+                let mut all: Vec<&str> = KEYS.iter().map(|k| k.key).collect();
+                all.extend_from_slice(FILE_ONLY_KEYS);
+                return Err(SettingsError::UnknownKey {
+                    path: path.to_path_buf(),
+                    key: key.clone(),
+                    known: all.join(", "),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A figment error's message without figment's own location suffix, which would repeat
+/// the file path our error already names.
+fn figment_message(error: &figment::Error) -> String {
+    let mut message = error.kind.to_string();
+    if !error.path.is_empty() {
+        message = format!("key `{}`: {message}", error.path.join("."));
+    }
+    message
+}
+
+/// The environment as a figment provider: each known variable becomes its setting's key,
+/// with its value kept as the string it is (no guessing of types), so the one parser of
+/// each setting sees exactly what the user wrote.
+struct EnvProvider {
+    dict: Dict,
+}
+
+impl EnvProvider {
+    fn new(env: &EnvVars) -> Result<EnvProvider, SettingsError> {
+        let mut dict = Dict::new();
+        for key in KEYS {
+            if let Some(value) = env.get(key.env)? {
+                dict.insert(key.key.to_owned(), Value::from(value.to_owned()));
+            }
+        }
+        Ok(EnvProvider { dict })
+    }
+}
+
+impl Provider for EnvProvider {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(ENV_PROVIDER_NAME)
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let mut map = Map::new();
+        map.insert(Profile::Default, self.dict.clone());
+        Ok(map)
+    }
+}
+
+/// The raw `[providers.<name>]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProviderFile {
+    kind: ProviderKind,
+    #[serde(default)]
+    base_url: Option<String>,
+    #[serde(default)]
+    api_key_env: Option<String>,
+    #[serde(default)]
+    timeout_secs: Option<u64>,
+}
+
+/// The raw `[agents.<id>]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+}
+
+/// Reads and validates each setting out of the merged figment.
+struct Reader<'a> {
+    figment: &'a Figment,
+    env: &'a EnvVars,
+    locations: &'a Locations,
+    config_file: Option<&'a Path>,
+}
+
+/// A value found for a setting, with where it came from.
+struct Found {
+    text: String,
+    origin: Origin,
+}
+
+impl Found {
+    fn invalid(&self, reason: impl Into<String>) -> SettingsError {
+        SettingsError::Invalid {
+            origin: self.origin.clone(),
+            value: self.text.clone(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Reader<'_> {
+    fn settings(&self, config_file: Option<PathBuf>) -> Result<Settings, SettingsError> {
+        let host = self
+            .string("orchestration_api_host")?
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        let port = self.parse_with("orchestration_api_port", |s| {
+            let port: u16 = s
+                .parse()
+                .map_err(|e: std::num::ParseIntError| e.to_string())?;
+            if port == 0 {
+                return Err("must be between 1 and 65535".to_owned());
+            }
+            Ok(port)
+        })?;
+        let log_level = match self.found("log_level")? {
+            Some(found) => {
+                tracing_subscriber::EnvFilter::try_new(found.text.trim())
+                    .map_err(|e| found.invalid(format!("not a log level or filter: {e}")))?;
+                found.text.trim().to_owned()
+            }
+            None => "info".to_owned(),
+        };
+        let redis_url = self.url("redis_url", &["redis", "rediss", "unix", "redis+unix"])?;
+        let docker_host = self.url("docker_host", &["unix", "tcp", "http", "https", "npipe"])?;
+        let ollama_api_url = self
+            .url("ollama_api_url", &["http", "https"])?
+            .unwrap_or_else(|| "http://127.0.0.1:11434".to_owned());
+        let model = self
+            .string("model")?
+            .unwrap_or_else(|| "llama3.2".to_owned());
+        let data_dir = match self.path("data_dir")? {
+            Some(dir) => dir,
+            None => self
+                .locations
+                .data_dir
+                .clone()
+                .ok_or(SettingsError::NoDefaultDir {
+                    what: "data directory",
+                    var: "SUTAZAI_DATA_DIR",
+                })?,
+        };
+        let agents_dir = match self.path("agents_dir")? {
+            Some(dir) => dir,
+            None => self
+                .locations
+                .config_dir
+                .as_ref()
+                .map(|d| d.join("agents"))
+                .ok_or(SettingsError::NoDefaultDir {
+                    what: "agents directory",
+                    var: "SUTAZAI_AGENTS_DIR",
+                })?,
+        };
+        let ui_dir = match self.found("ui_dir")? {
+            Some(found) => {
+                let dir = self.resolve_path(&found);
+                if !dir.is_dir() {
+                    return Err(found.invalid("no such directory"));
+                }
+                Some(dir)
+            }
+            None => self
+                .locations
+                .ui_candidates
+                .iter()
+                .find(|d| d.is_dir())
+                .cloned(),
+        };
+        let providers = self.providers(&ollama_api_url)?;
+        let default_provider = self
+            .string("default_provider")?
+            .unwrap_or_else(|| DEFAULT_PROVIDER.to_owned());
+        if !providers.contains_key(&default_provider) {
+            let found = self.found("default_provider")?;
+            let reason = format!(
+                "no provider with this name is configured (configured: {})",
+                providers.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+            return Err(match found {
+                Some(found) => found.invalid(reason),
+                None => SettingsError::Invalid {
+                    origin: Origin::Default("default_provider".to_owned()),
+                    value: default_provider,
+                    reason,
+                },
+            });
+        }
+        let agents = self.agents(&providers)?;
+
+        Ok(Settings {
+            config_file,
+            host,
+            port: port.unwrap_or(8000),
+            redis_url,
+            log_level,
+            enable_auth: self.bool("enable_auth")?.unwrap_or(false),
+            jwt_secret_key: self.string("jwt_secret_key")?.map(Secret::new),
+            session_timeout: Duration::from_secs(self.positive("session_timeout")?.unwrap_or(3600)),
+            max_concurrent_tasks: self.positive("max_concurrent_tasks")?.unwrap_or(100),
+            heartbeat_interval: Duration::from_secs(
+                self.positive("websocket_heartbeat_interval")?.unwrap_or(30),
+            ),
+            message_retention: Duration::from_secs(
+                self.positive::<u64>("message_retention_hours")?
+                    .unwrap_or(168)
+                    .saturating_mul(3600),
+            ),
+            metrics_retention: Duration::from_secs(
+                self.positive::<u64>("metrics_retention_days")?
+                    .unwrap_or(30)
+                    .saturating_mul(86_400),
+            ),
+            docker_host,
+            ollama_api_url,
+            enable_auto_scaling: self.bool("enable_auto_scaling")?.unwrap_or(false),
+            model,
+            data_dir,
+            agents_dir,
+            max_tokens: self.positive("max_tokens")?.unwrap_or(512),
+            step_timeout: Duration::from_secs(self.positive("step_timeout")?.unwrap_or(300)),
+            max_attempts: self.positive("max_attempts")?.unwrap_or(3),
+            swarm_rounds: self.positive("swarm_rounds")?.unwrap_or(2),
+            ui_dir,
+            default_provider,
+            providers,
+            agents,
+        })
+    }
+
+    /// Where the value of `key` came from: the environment or the config file.
+    fn origin(&self, key: &str) -> Origin {
+        let from_env = self
+            .figment
+            .find_metadata(key)
+            .is_some_and(|m| m.name == ENV_PROVIDER_NAME);
+        if from_env && let Some(k) = KEYS.iter().find(|k| k.key == key) {
+            return Origin::Env(k.env.to_owned());
+        }
+        let path = match self
+            .figment
+            .find_metadata(key)
+            .and_then(|m| m.source.as_ref())
+        {
+            Some(Source::File(path)) => path.clone(),
+            _ => self.config_file.map(Path::to_path_buf).unwrap_or_default(),
+        };
+        Origin::File {
+            path,
+            key: key.to_owned(),
+        }
+    }
+
+    /// The value of `key` as text, if any source sets it.
+    fn found(&self, key: &str) -> Result<Option<Found>, SettingsError> {
+        let Ok(value) = self.figment.find_value(key) else {
+            return Ok(None);
+        };
+        let origin = self.origin(key);
+        let text = match value {
+            Value::String(_, s) => s,
+            Value::Char(_, c) => c.to_string(),
+            Value::Bool(_, b) => b.to_string(),
+            Value::Num(_, n) => num_text(n),
+            Value::Empty(..) => return Ok(None),
+            Value::Dict(..) => {
+                return Err(SettingsError::Invalid {
+                    origin,
+                    value: "{ ... }".to_owned(),
+                    reason: "expected a single value, found a table".to_owned(),
+                });
+            }
+            Value::Array(..) => {
+                return Err(SettingsError::Invalid {
+                    origin,
+                    value: "[ ... ]".to_owned(),
+                    reason: "expected a single value, found an array".to_owned(),
+                });
+            }
+        };
+        if text.trim().is_empty() {
+            // An empty variable means "unset" (EnvVars drops those); an empty value
+            // written into the file is a mistake worth pointing at.
+            if let Origin::File { .. } = origin {
+                return Err(SettingsError::Invalid {
+                    origin,
+                    value: text,
+                    reason: "must not be empty".to_owned(),
+                });
+            }
+            return Ok(None);
+        }
+        Ok(Some(Found { text, origin }))
+    }
+
+    fn parse_with<T>(
+        &self,
+        key: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, SettingsError> {
+        match self.found(key)? {
+            Some(found) => parse(found.text.trim())
+                .map(Some)
+                .map_err(|r| found.invalid(r)),
+            None => Ok(None),
+        }
+    }
+
+    fn string(&self, key: &str) -> Result<Option<String>, SettingsError> {
+        self.parse_with(key, |s| Ok(s.to_owned()))
+    }
+
+    /// A whole number of at least 1.
+    fn positive<T>(&self, key: &str) -> Result<Option<T>, SettingsError>
+    where
+        T: FromStr + PartialOrd + From<u8>,
+        T::Err: fmt::Display,
+    {
+        self.parse_with(key, |s| {
+            let n: T = s.parse().map_err(|e: T::Err| e.to_string())?;
+            if n < T::from(1) {
+                return Err("must be at least 1".to_owned());
+            }
+            Ok(n)
+        })
+    }
+
+    fn bool(&self, key: &str) -> Result<Option<bool>, SettingsError> {
+        self.parse_with(key, |s| match s.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err("expected true or false (or 1/0, yes/no, on/off)".to_owned()),
+        })
+    }
+
+    fn url(&self, key: &str, schemes: &[&str]) -> Result<Option<String>, SettingsError> {
+        self.parse_with(key, |s| check_url(s, schemes))
+    }
+
+    fn path(&self, key: &str) -> Result<Option<PathBuf>, SettingsError> {
+        Ok(self.found(key)?.map(|found| self.resolve_path(&found)))
+    }
+
+    /// A path from the file is relative to the file's directory, so a config file and the
+    /// directories it names can move together; one from the environment is used as given.
+    fn resolve_path(&self, found: &Found) -> PathBuf {
+        let path = PathBuf::from(found.text.trim());
+        match &found.origin {
+            Origin::File { path: file, .. } if path.is_relative() => {
+                file.parent().map(|dir| dir.join(&path)).unwrap_or(path)
+            }
+            _ => path,
+        }
+    }
+
+    fn file_error(&self, error: &figment::Error) -> SettingsError {
+        SettingsError::File {
+            path: self.config_file.map(Path::to_path_buf).unwrap_or_default(),
+            message: figment_message(error),
+        }
+    }
+
+    fn providers(
+        &self,
+        ollama_api_url: &str,
+    ) -> Result<BTreeMap<String, ProviderSettings>, SettingsError> {
+        let raw: BTreeMap<String, ProviderFile> = if self.figment.contains("providers") {
+            self.figment
+                .extract_inner("providers")
+                .map_err(|e| self.file_error(&e))?
+        } else {
+            BTreeMap::new()
+        };
+        let mut providers = BTreeMap::new();
+        for (name, p) in raw {
+            let key = |field: &str| format!("providers.{name}.{field}");
+            let origin = |field: &str| Origin::File {
+                path: self.config_file.map(Path::to_path_buf).unwrap_or_default(),
+                key: key(field),
+            };
+            if name.trim().is_empty() {
+                return Err(self.file_error(&figment::Error::from(
+                    "a provider name must not be empty".to_owned(),
+                )));
+            }
+            let base_url = match (p.base_url, p.kind) {
+                (Some(url), _) => check_url(url.trim(), &["http", "https"]).map_err(|reason| {
+                    SettingsError::Invalid {
+                        origin: origin("base_url"),
+                        value: url.clone(),
+                        reason,
+                    }
+                })?,
+                (None, ProviderKind::Ollama) => ollama_api_url.to_owned(),
+                (None, ProviderKind::Openai) => {
+                    return Err(SettingsError::Invalid {
+                        origin: origin("base_url"),
+                        value: String::new(),
+                        reason: "is required for kind = \"openai\"".to_owned(),
+                    });
+                }
+            };
+            let api_key = match &p.api_key_env {
+                Some(var) => match self.env.get(var)? {
+                    Some(key) => Some(Secret::new(key)),
+                    None => {
+                        return Err(SettingsError::Invalid {
+                            origin: origin("api_key_env"),
+                            value: var.clone(),
+                            reason: format!("environment variable {var} is not set"),
+                        });
+                    }
+                },
+                None => None,
+            };
+            if p.timeout_secs == Some(0) {
+                return Err(SettingsError::Invalid {
+                    origin: origin("timeout_secs"),
+                    value: "0".to_owned(),
+                    reason: "must be at least 1".to_owned(),
+                });
+            }
+            providers.insert(
+                name,
+                ProviderSettings {
+                    kind: p.kind,
+                    base_url,
+                    api_key,
+                    api_key_env: p.api_key_env,
+                    timeout: p.timeout_secs.map(Duration::from_secs),
+                },
+            );
+        }
+        providers
+            .entry(DEFAULT_PROVIDER.to_owned())
+            .or_insert_with(|| ProviderSettings {
+                kind: ProviderKind::Ollama,
+                base_url: ollama_api_url.to_owned(),
+                api_key: None,
+                api_key_env: None,
+                timeout: None,
+            });
+        Ok(providers)
+    }
+
+    fn agents(
+        &self,
+        providers: &BTreeMap<String, ProviderSettings>,
+    ) -> Result<BTreeMap<String, AgentBindingSettings>, SettingsError> {
+        let raw: BTreeMap<String, AgentFile> = if self.figment.contains("agents") {
+            self.figment
+                .extract_inner("agents")
+                .map_err(|e| self.file_error(&e))?
+        } else {
+            BTreeMap::new()
+        };
+        let mut agents = BTreeMap::new();
+        for (id, a) in raw {
+            let origin = |field: &str| Origin::File {
+                path: self.config_file.map(Path::to_path_buf).unwrap_or_default(),
+                key: format!("agents.{id}.{field}"),
+            };
+            let provider = a.provider.map(|p| p.trim().to_owned());
+            if let Some(p) = &provider
+                && !providers.contains_key(p)
+            {
+                return Err(SettingsError::Invalid {
+                    origin: origin("provider"),
+                    value: p.clone(),
+                    reason: format!(
+                        "no provider with this name is configured (configured: {})",
+                        providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+            let model = a.model.map(|m| m.trim().to_owned());
+            if model.as_deref() == Some("") {
+                return Err(SettingsError::Invalid {
+                    origin: origin("model"),
+                    value: String::new(),
+                    reason: "must not be empty".to_owned(),
+                });
+            }
+            agents.insert(id, AgentBindingSettings { provider, model });
+        }
+        Ok(agents)
+    }
+}
+
+/// Checks that `s` is an absolute URL with one of `schemes` and a host (except for
+/// socket-path schemes), returning it trimmed of a trailing slash.
+fn check_url(s: &str, schemes: &[&str]) -> Result<String, String> {
+    let url = Url::parse(s).map_err(|e| format!("not a URL: {e}"))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(format!(
+            "unsupported scheme `{}` (expected {})",
+            url.scheme(),
+            schemes.join(", ")
+        ));
+    }
+    let socket_path = matches!(url.scheme(), "unix" | "redis+unix" | "npipe");
+    if !socket_path && url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".to_owned());
+    }
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+fn num_text(n: Num) -> String {
+    match n {
+        Num::U8(v) => v.to_string(),
+        Num::U16(v) => v.to_string(),
+        Num::U32(v) => v.to_string(),
+        Num::U64(v) => v.to_string(),
+        Num::U128(v) => v.to_string(),
+        Num::USize(v) => v.to_string(),
+        Num::I8(v) => v.to_string(),
+        Num::I16(v) => v.to_string(),
+        Num::I32(v) => v.to_string(),
+        Num::I64(v) => v.to_string(),
+        Num::I128(v) => v.to_string(),
+        Num::ISize(v) => v.to_string(),
+        Num::F32(v) => v.to_string(),
+        Num::F64(v) => v.to_string(),
+    }
+}

@@ -1,0 +1,1094 @@
+//! The orchestrator facade and task lifecycle: submission, the dispatcher that feeds the
+//! priority queue into `MAX_CONCURRENT_TASKS` slots, approvals, cancellation, restart
+//! recovery, agent control and statistics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sutazai_agents::Registry;
+use sutazai_bus::Bus;
+use sutazai_core::{
+    AgentCategory, AgentRole, AgentState, Approval, Step, Task, TaskRequest, TaskStatus, ids,
+};
+use sutazai_llm::Provider;
+use sutazai_store::Journal;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use utoipa::ToSchema;
+
+use crate::backoff::Backoff;
+use crate::breaker::BreakerConfig;
+use crate::error::{OrchestratorError, TaskFailure};
+use crate::event::Event;
+use crate::queue::RunQueue;
+use crate::roster::{Roster, TrackRecord};
+
+/// Which provider and model an agent uses, overriding its registry entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentBinding {
+    /// Provider name.
+    pub provider: Option<String>,
+    /// Model name.
+    pub model: Option<String>,
+}
+
+/// Orchestrator settings (the CLI fills them from environment and config file).
+#[derive(Debug, Clone)]
+pub struct OrchestratorConfig {
+    /// Tasks running at once (`MAX_CONCURRENT_TASKS`); more wait in the priority queue.
+    pub max_concurrent_tasks: usize,
+    /// Provider agents use unless bound otherwise.
+    pub default_provider: String,
+    /// Model agents use unless bound otherwise (`SUTAZAI_MODEL`).
+    pub default_model: String,
+    /// Per-agent provider/model overrides, by agent id.
+    pub agent_bindings: HashMap<String, AgentBinding>,
+    /// Completion-token cap for free-text steps (`None` = the model's own limit).
+    pub max_tokens: Option<u32>,
+    /// Completion-token cap for JSON steps (plans, votes), which must not be cut short.
+    pub structured_max_tokens: u32,
+    /// Time one model call may take before the attempt counts as failed.
+    pub step_timeout: Duration,
+    /// Attempts per step (1 = no retry).
+    pub max_attempts: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// Circuit breaker settings.
+    pub breaker: BreakerConfig,
+    /// Agents per task when `constraints.max_agents` is not given.
+    pub default_max_agents: u32,
+    /// Rounds a swarm runs before voting.
+    pub swarm_rounds: u32,
+    /// Live events buffered per subscriber before it is told it lagged.
+    pub event_capacity: usize,
+}
+
+impl Default for OrchestratorConfig {
+    fn default() -> Self {
+        OrchestratorConfig {
+            max_concurrent_tasks: 100,
+            default_provider: "ollama".into(),
+            default_model: "llama3.2".into(),
+            agent_bindings: HashMap::new(),
+            max_tokens: Some(512),
+            structured_max_tokens: 512,
+            step_timeout: Duration::from_secs(300),
+            max_attempts: 3,
+            backoff: Backoff::default(),
+            breaker: BreakerConfig::default(),
+            default_max_agents: 5,
+            swarm_rounds: 2,
+            event_capacity: 4096,
+        }
+    }
+}
+
+/// Which tasks to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskFilter {
+    /// Every task.
+    All,
+    /// Not yet finished: queued, awaiting approval or running (`status=active`).
+    Active,
+    /// One status.
+    Status(TaskStatus),
+}
+
+/// A task with its steps.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct TaskDetail {
+    /// The task.
+    #[serde(flatten)]
+    pub task: Task,
+    /// Approvals still missing.
+    pub pending_approvals: Vec<String>,
+    /// Every step so far, in start order, with tokens and durations.
+    pub steps: Vec<Step>,
+}
+
+/// An agent as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AgentInfo {
+    /// Agent id.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Classification family.
+    pub category: AgentCategory,
+    /// Coordination role.
+    pub role: AgentRole,
+    /// Capability tags.
+    pub capabilities: Vec<String>,
+    /// Runtime state.
+    pub status: AgentState,
+    /// Model it uses.
+    pub model: String,
+    /// Provider it uses.
+    pub provider: String,
+    /// Steps it runs now.
+    pub active_steps: u32,
+    /// Steps it may run at once (`scale` changes it).
+    pub max_concurrency: u32,
+    /// Current load, 0 to 1.
+    pub load: f64,
+    /// Completed steps.
+    pub completed_steps: u64,
+    /// Failed steps.
+    pub failed_steps: u64,
+    /// Success rate, 0 to 1 (`null` before any step).
+    pub success_rate: Option<f64>,
+    /// Mean seconds per completed step (`null` before any step).
+    pub average_response_time: Option<f64>,
+    /// Where it is defined: `builtin` or the user file's path.
+    pub source: String,
+}
+
+/// Lifecycle actions of `/agents/{id}/control`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentAction {
+    /// Selectable again.
+    Start,
+    /// Never selected; its running steps finish.
+    Stop,
+    /// Start, and reset its circuit breaker.
+    Restart,
+    /// Set how many steps it may run at once.
+    Scale(u32),
+}
+
+/// Counters for `/status`, `/health` and the `system_status` event.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct OrchestratorStats {
+    /// Tasks running now.
+    pub active_tasks: usize,
+    /// Tasks waiting for a slot.
+    pub queued_tasks: usize,
+    /// Tasks waiting for approvals.
+    pub awaiting_approval: usize,
+    /// `MAX_CONCURRENT_TASKS`.
+    pub max_concurrent_tasks: usize,
+    /// Registered agents.
+    pub agents_total: usize,
+    /// Agents that are enabled with a closed breaker.
+    pub agents_healthy: usize,
+    /// Tasks accepted since start.
+    pub tasks_submitted: u64,
+    /// Tasks completed since start.
+    pub tasks_completed: u64,
+    /// Tasks failed since start.
+    pub tasks_failed: u64,
+    /// Seconds since start.
+    pub uptime: f64,
+}
+
+/// One agent's performance over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AgentPerformance {
+    /// Completed / (completed + failed), 0 to 1.
+    pub success_rate: f64,
+    /// Mean seconds per completed step.
+    pub average_response_time: f64,
+    /// Steps completed.
+    pub completed: u64,
+    /// Steps failed.
+    pub failed: u64,
+    /// Tokens in and out.
+    pub total_tokens: u64,
+}
+
+/// `/analytics/performance`.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Analytics {
+    /// Window start.
+    pub start_date: Option<DateTime<Utc>>,
+    /// Window end.
+    pub end_date: Option<DateTime<Utc>>,
+    /// Success rate over every step in the window, 0 to 1 (`0` when there were none).
+    pub average_success_rate: f64,
+    /// Mean seconds per completed step (`0` when there were none).
+    pub average_response_time: f64,
+    /// Steps in the window.
+    pub total_steps: u64,
+    /// Per agent, only agents with steps in the window.
+    pub agent_performance: std::collections::BTreeMap<String, AgentPerformance>,
+}
+
+/// A task the orchestrator holds in memory: every task not yet in a terminal status.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) task: Task,
+    /// Cancelled by `DELETE /tasks/{id}` or the deadline.
+    pub(crate) cancel: CancellationToken,
+    /// Watchers of the status (`wait_for`).
+    pub(crate) status: watch::Sender<TaskStatus>,
+    /// Loaded from the journal at start-up: its finished steps must be looked up.
+    pub(crate) resumed: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: OrchestratorConfig,
+    pub(crate) roster: Roster,
+    pub(crate) registry: Registry,
+    pub(crate) providers: HashMap<String, Arc<dyn Provider>>,
+    pub(crate) journal: Journal,
+    pub(crate) bus: Bus,
+    pub(crate) events: broadcast::Sender<Event>,
+    pub(crate) live: Mutex<HashMap<String, Live>>,
+    queue: RunQueue,
+    slots: Arc<Semaphore>,
+    pub(crate) shutdown: CancellationToken,
+    tracker: TaskTracker,
+    started: Instant,
+    submitted: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+}
+
+/// The orchestrator. Cheap to clone; clones share everything.
+#[derive(Debug, Clone)]
+pub struct Orchestrator {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Longest accepted task name.
+const MAX_NAME: usize = 200;
+/// Longest accepted description.
+const MAX_DESCRIPTION: usize = 20_000;
+/// Most requirements per task.
+const MAX_REQUIREMENTS: usize = 32;
+/// Most required approvals per task.
+const MAX_APPROVALS: usize = 16;
+/// Longest task bound: a week.
+const MAX_DURATION_SECS: f64 = 7.0 * 24.0 * 3600.0;
+
+impl Orchestrator {
+    /// Starts the orchestrator: seeds agents' track records from the journal, re-queues
+    /// every unfinished task found there (they resume where they stopped), and starts the
+    /// dispatcher. Must be called inside a tokio runtime.
+    pub async fn start(
+        config: OrchestratorConfig,
+        registry: Registry,
+        providers: HashMap<String, Arc<dyn Provider>>,
+        journal: Journal,
+        bus: Bus,
+    ) -> Result<Orchestrator, OrchestratorError> {
+        if config.max_concurrent_tasks == 0 {
+            return Err(OrchestratorError::invalid(
+                "MAX_CONCURRENT_TASKS",
+                "must be at least 1",
+            ));
+        }
+        if !providers.contains_key(&config.default_provider) {
+            return Err(OrchestratorError::invalid(
+                "default_provider",
+                format!("no provider named `{}` is configured", config.default_provider),
+            ));
+        }
+        let roster = Roster::new(registry.iter().cloned(), config.breaker);
+        for stats in journal.agent_stats(None, None).await? {
+            if let Some(slot) = roster.get(&stats.agent_id) {
+                slot.seed_record(TrackRecord {
+                    completed: stats.completed,
+                    failed: stats.failed,
+                    total_latency: stats.total_duration_secs,
+                });
+            }
+        }
+        let (events, _) = broadcast::channel(config.event_capacity.max(16));
+        let inner = Arc::new(Inner {
+            slots: Arc::new(Semaphore::new(config.max_concurrent_tasks)),
+            config,
+            roster,
+            registry,
+            providers,
+            journal,
+            bus,
+            events,
+            live: Mutex::new(HashMap::new()),
+            queue: RunQueue::default(),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            started: Instant::now(),
+            submitted: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        });
+
+        let unfinished = inner.journal.unfinished_tasks().await?;
+        let resumed = unfinished.len();
+        for mut task in unfinished {
+            if task.status == TaskStatus::Running {
+                task.status = TaskStatus::Queued;
+            }
+            let queued = task.status == TaskStatus::Queued;
+            let (id, priority) = (task.id.clone(), task.request.priority);
+            inner.insert_live(task, true);
+            if queued {
+                inner.queue.push(id, priority);
+            }
+        }
+        if resumed > 0 {
+            tracing::info!(resumed, "resuming unfinished tasks from the journal");
+        }
+
+        let dispatcher = Arc::clone(&inner);
+        inner.tracker.spawn(async move { dispatcher.dispatch().await });
+        Ok(Orchestrator { inner })
+    }
+
+    /// Validates, journals and queues a task. Returns once the task is durable; it then
+    /// runs when a slot is free and its approvals are given.
+    pub async fn submit(&self, request: TaskRequest) -> Result<Task, OrchestratorError> {
+        if self.inner.shutdown.is_cancelled() {
+            return Err(OrchestratorError::ShuttingDown);
+        }
+        let request = self.validate(request)?;
+        crate::select::select(
+            &self.inner.roster,
+            &request,
+            self.inner.config.default_max_agents,
+        )?;
+        let status = if request.constraints.required_approvals.is_empty() {
+            TaskStatus::Queued
+        } else {
+            TaskStatus::AwaitingApproval
+        };
+        let task = Task {
+            id: ids::new_id(),
+            session_id: ids::new_id(),
+            request,
+            status,
+            assigned_agents: Vec::new(),
+            approvals: Vec::new(),
+            result: None,
+            error: None,
+            created_at: Utc::now(),
+            started_at: None,
+            completed_at: None,
+        };
+        self.inner.journal.insert_task(&task).await?;
+        self.inner.submitted.fetch_add(1, Ordering::Relaxed);
+        self.inner.insert_live(task.clone(), false);
+        self.inner.emit(Event::TaskSubmitted {
+            task_id: task.id.clone(),
+            session_id: task.session_id.clone(),
+            task_name: task.request.name.clone(),
+            priority: task.request.priority,
+        });
+        if status == TaskStatus::Queued {
+            self.inner
+                .queue
+                .push(task.id.clone(), task.request.priority);
+        } else {
+            self.inner.emit(Event::AwaitingApproval {
+                task_id: task.id.clone(),
+                task_name: task.request.name.clone(),
+                pending: task.pending_approvals(),
+            });
+        }
+        Ok(task)
+    }
+
+    fn validate(&self, mut request: TaskRequest) -> Result<TaskRequest, OrchestratorError> {
+        request.name = request.name.trim().to_owned();
+        if request.name.is_empty() {
+            return Err(OrchestratorError::invalid("name", "must not be empty"));
+        }
+        if request.name.chars().count() > MAX_NAME {
+            return Err(OrchestratorError::invalid("name", format!("must be at most {MAX_NAME} characters")));
+        }
+        if request.description.chars().count() > MAX_DESCRIPTION {
+            return Err(OrchestratorError::invalid(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION} characters"),
+            ));
+        }
+        if request.requirements.is_empty() {
+            let from_type = request.task_type.trim();
+            if !from_type.is_empty()
+                && self.inner.roster.iter().any(|s| s.spec.has_capability(from_type))
+            {
+                request.requirements.push(from_type.to_owned());
+            } else {
+                return Err(OrchestratorError::invalid(
+                    "requirements",
+                    "name at least one capability (for example \"code_generation\")",
+                ));
+            }
+        }
+        if request.requirements.len() > MAX_REQUIREMENTS {
+            return Err(OrchestratorError::invalid(
+                "requirements",
+                format!("at most {MAX_REQUIREMENTS} requirements"),
+            ));
+        }
+        let mut seen = Vec::with_capacity(request.requirements.len());
+        for requirement in &request.requirements {
+            let ok = !requirement.is_empty()
+                && requirement.len() <= 64
+                && requirement.starts_with(|c: char| c.is_ascii_lowercase())
+                && requirement
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !ok {
+                return Err(OrchestratorError::invalid(
+                    "requirements",
+                    format!("`{requirement}` is not a capability name (lowercase letters, digits, _)"),
+                ));
+            }
+            if !seen.contains(requirement) {
+                seen.push(requirement.clone());
+            }
+        }
+        request.requirements = seen;
+        let c = &request.constraints;
+        if let Some(max) = c.max_agents {
+            if max == 0 || max as usize > self.inner.roster.len() {
+                return Err(OrchestratorError::invalid(
+                    "constraints.max_agents",
+                    format!("must be between 1 and {}", self.inner.roster.len()),
+                ));
+            }
+        }
+        if let Some(d) = c.estimated_duration {
+            if !d.is_finite() || d <= 0.0 || d > MAX_DURATION_SECS {
+                return Err(OrchestratorError::invalid(
+                    "constraints.estimated_duration",
+                    format!("must be a number of seconds between 0 and {MAX_DURATION_SECS}"),
+                ));
+            }
+        }
+        if c.required_approvals.len() > MAX_APPROVALS {
+            return Err(OrchestratorError::invalid(
+                "constraints.required_approvals",
+                format!("at most {MAX_APPROVALS} approvals"),
+            ));
+        }
+        for (i, name) in c.required_approvals.iter().enumerate() {
+            if name.trim().is_empty() || name.len() > 64 {
+                return Err(OrchestratorError::invalid(
+                    "constraints.required_approvals",
+                    "each approval needs a name of 1 to 64 characters",
+                ));
+            }
+            if c.required_approvals[..i].contains(name) {
+                return Err(OrchestratorError::invalid(
+                    "constraints.required_approvals",
+                    format!("`{name}` is listed twice"),
+                ));
+            }
+        }
+        Ok(request)
+    }
+
+    /// One task.
+    pub async fn task(&self, id: &str) -> Result<Task, OrchestratorError> {
+        if let Some(task) = self.inner.live_task(id) {
+            return Ok(task);
+        }
+        self.inner
+            .journal
+            .get_task(id)
+            .await?
+            .ok_or_else(|| OrchestratorError::TaskNotFound(id.to_owned()))
+    }
+
+    /// One task with its steps.
+    pub async fn task_detail(&self, id: &str) -> Result<TaskDetail, OrchestratorError> {
+        let task = self.task(id).await?;
+        let steps = self.inner.journal.steps(id).await?;
+        Ok(TaskDetail {
+            pending_approvals: task.pending_approvals(),
+            task,
+            steps,
+        })
+    }
+
+    /// Tasks, newest first, at most `limit`.
+    pub async fn tasks(
+        &self,
+        filter: TaskFilter,
+        limit: usize,
+    ) -> Result<Vec<Task>, OrchestratorError> {
+        let mut tasks = match filter {
+            TaskFilter::Active => {
+                let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+                live.values().map(|l| l.task.clone()).collect::<Vec<_>>()
+            }
+            TaskFilter::All => self.inner.journal.list_tasks(None, limit).await?,
+            TaskFilter::Status(status) if !status.is_terminal() => {
+                let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+                live.values()
+                    .filter(|l| l.task.status == status)
+                    .map(|l| l.task.clone())
+                    .collect()
+            }
+            TaskFilter::Status(status) => {
+                self.inner.journal.list_tasks(Some(status), limit).await?
+            }
+        };
+        // The journal may trail the in-memory state of a live task by one write.
+        for task in &mut tasks {
+            if let Some(live) = self.inner.live_task(&task.id) {
+                *task = live;
+            }
+        }
+        tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        tasks.truncate(limit);
+        Ok(tasks)
+    }
+
+    /// Waits until the task reaches a terminal status and returns it.
+    pub async fn wait_for(&self, id: &str) -> Result<Task, OrchestratorError> {
+        let receiver = {
+            let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.get(id).map(|l| l.status.subscribe())
+        };
+        if let Some(mut receiver) = receiver {
+            // An error means the sender is gone, i.e. the task left the live set.
+            let _ = receiver.wait_for(|s| s.is_terminal()).await;
+        }
+        self.task(id).await
+    }
+
+    /// Gives one of a task's required approvals. When the last one is given the task is
+    /// queued.
+    pub async fn approve(
+        &self,
+        id: &str,
+        approval: &str,
+        approved_by: &str,
+    ) -> Result<Task, OrchestratorError> {
+        let outcome: Option<Result<Task, OrchestratorError>> = {
+            let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.get_mut(id).map(|entry| {
+                let task = &mut entry.task;
+                if task.status != TaskStatus::AwaitingApproval {
+                    return Err(OrchestratorError::InvalidState {
+                        id: id.to_owned(),
+                        status: task.status.as_str(),
+                        message: "only a task awaiting approval can be approved".into(),
+                    });
+                }
+                let pending = task.pending_approvals();
+                if !pending.iter().any(|p| p == approval) {
+                    let message = if task.approvals.iter().any(|a| a.name == approval) {
+                        format!("`{approval}` was already given")
+                    } else {
+                        format!(
+                            "`{approval}` is not one of the task's required approvals ({})",
+                            task.request.constraints.required_approvals.join(", ")
+                        )
+                    };
+                    return Err(OrchestratorError::invalid("approval", message));
+                }
+                task.approvals.push(Approval {
+                    name: approval.to_owned(),
+                    approved_by: approved_by.to_owned(),
+                    approved_at: Utc::now(),
+                });
+                if task.pending_approvals().is_empty() {
+                    task.status = TaskStatus::Queued;
+                    entry.status.send_replace(TaskStatus::Queued);
+                }
+                Ok(task.clone())
+            })
+        };
+        let task = match outcome {
+            Some(result) => result?,
+            None => {
+                return match self.inner.journal.get_task(id).await? {
+                    Some(t) => Err(OrchestratorError::InvalidState {
+                        id: id.to_owned(),
+                        status: t.status.as_str(),
+                        message: "only a task awaiting approval can be approved".into(),
+                    }),
+                    None => Err(OrchestratorError::TaskNotFound(id.to_owned())),
+                };
+            }
+        };
+        self.inner.journal.update_task(&task).await?;
+        self.inner.emit(Event::TaskApproved {
+            task_id: task.id.clone(),
+            approval: approval.to_owned(),
+            pending: task.pending_approvals(),
+        });
+        if task.status == TaskStatus::Queued {
+            self.inner
+                .queue
+                .push(task.id.clone(), task.request.priority);
+        }
+        Ok(task)
+    }
+
+    /// Cancels a task: a waiting one at once, a running one by stopping its in-flight
+    /// model calls. Returns the task in its final state.
+    pub async fn cancel(&self, id: &str) -> Result<Task, OrchestratorError> {
+        let waiting = {
+            let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            match live.get_mut(id) {
+                None => None,
+                Some(entry) => {
+                    entry.cancel.cancel();
+                    if entry.task.status == TaskStatus::Running {
+                        Some(false)
+                    } else {
+                        Some(true)
+                    }
+                }
+            }
+        };
+        match waiting {
+            None => match self.inner.journal.get_task(id).await? {
+                Some(t) => Err(OrchestratorError::InvalidState {
+                    id: id.to_owned(),
+                    status: t.status.as_str(),
+                    message: "the task has already finished".into(),
+                }),
+                None => Err(OrchestratorError::TaskNotFound(id.to_owned())),
+            },
+            Some(true) => {
+                // Queued or awaiting approval: the dispatcher skips it when popped.
+                let failure = TaskFailure::new("cancelled", "cancelled before it started");
+                self.inner
+                    .finish(id, Err(failure), TaskStatus::Cancelled)
+                    .await;
+                self.task(id).await
+            }
+            Some(false) => self.wait_for(id).await,
+        }
+    }
+
+    /// Live events; each subscriber gets every event from now on (or is told it lagged).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// The bus the orchestrator uses.
+    pub fn bus(&self) -> &Bus {
+        &self.inner.bus
+    }
+
+    /// The configured providers, by name.
+    pub fn providers(&self) -> &HashMap<String, Arc<dyn Provider>> {
+        &self.inner.providers
+    }
+
+    /// The default provider and model.
+    pub fn default_model(&self) -> (&str, &str) {
+        (
+            &self.inner.config.default_provider,
+            &self.inner.config.default_model,
+        )
+    }
+
+    /// Every agent, ordered by id.
+    pub fn agents(&self) -> Vec<AgentInfo> {
+        self.inner
+            .roster
+            .iter()
+            .map(|slot| self.inner.agent_info(&slot.spec.id))
+            .flatten()
+            .collect()
+    }
+
+    /// One agent.
+    pub fn agent(&self, id: &str) -> Result<AgentInfo, OrchestratorError> {
+        self.inner
+            .agent_info(id)
+            .ok_or_else(|| OrchestratorError::AgentNotFound(id.to_owned()))
+    }
+
+    /// Starts, stops, restarts or scales an agent.
+    pub fn control_agent(
+        &self,
+        id: &str,
+        action: AgentAction,
+    ) -> Result<AgentInfo, OrchestratorError> {
+        let slot = self
+            .inner
+            .roster
+            .get(id)
+            .ok_or_else(|| OrchestratorError::AgentNotFound(id.to_owned()))?;
+        match action {
+            AgentAction::Start => slot.set_enabled(true),
+            AgentAction::Stop => slot.set_enabled(false),
+            AgentAction::Restart => {
+                slot.reset_breaker();
+                slot.set_enabled(true);
+            }
+            AgentAction::Scale(n) => {
+                if n == 0 || n > 256 {
+                    return Err(OrchestratorError::invalid(
+                        "instances",
+                        "must be between 1 and 256",
+                    ));
+                }
+                slot.set_limit(n);
+            }
+        }
+        self.inner.emit(Event::AgentStatus {
+            agent_id: id.to_owned(),
+            status: slot.state(),
+        });
+        self.agent(id)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> OrchestratorStats {
+        let (mut active, mut waiting_approval) = (0, 0);
+        {
+            let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            for entry in live.values() {
+                match entry.task.status {
+                    TaskStatus::Running => active += 1,
+                    TaskStatus::AwaitingApproval => waiting_approval += 1,
+                    _ => {}
+                }
+            }
+        }
+        OrchestratorStats {
+            active_tasks: active,
+            queued_tasks: self.inner.queue.len(),
+            awaiting_approval: waiting_approval,
+            max_concurrent_tasks: self.inner.config.max_concurrent_tasks,
+            agents_total: self.inner.roster.len(),
+            agents_healthy: self
+                .inner
+                .roster
+                .iter()
+                .filter(|s| s.state() == AgentState::Healthy)
+                .count(),
+            tasks_submitted: self.inner.submitted.load(Ordering::Relaxed),
+            tasks_completed: self.inner.completed.load(Ordering::Relaxed),
+            tasks_failed: self.inner.failed.load(Ordering::Relaxed),
+            uptime: self.inner.started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Per-agent performance over a window, from the journal.
+    pub async fn analytics(
+        &self,
+        start_date: Option<DateTime<Utc>>,
+        end_date: Option<DateTime<Utc>>,
+    ) -> Result<Analytics, OrchestratorError> {
+        if let (Some(s), Some(e)) = (start_date, end_date) {
+            if s > e {
+                return Err(OrchestratorError::invalid(
+                    "start_date",
+                    "must not be after end_date",
+                ));
+            }
+        }
+        let stats = self.inner.journal.agent_stats(start_date, end_date).await?;
+        let (mut completed, mut failed, mut latency) = (0u64, 0u64, 0.0f64);
+        let mut agent_performance = std::collections::BTreeMap::new();
+        for s in stats {
+            completed += s.completed;
+            failed += s.failed;
+            latency += s.total_duration_secs;
+            let total = s.completed + s.failed;
+            agent_performance.insert(
+                s.agent_id,
+                AgentPerformance {
+                    success_rate: if total > 0 {
+                        s.completed as f64 / total as f64
+                    } else {
+                        0.0
+                    },
+                    average_response_time: if s.completed > 0 {
+                        s.total_duration_secs / s.completed as f64
+                    } else {
+                        0.0
+                    },
+                    completed: s.completed,
+                    failed: s.failed,
+                    total_tokens: s.prompt_tokens + s.completion_tokens,
+                },
+            );
+        }
+        let total = completed + failed;
+        Ok(Analytics {
+            start_date,
+            end_date,
+            average_success_rate: if total > 0 {
+                completed as f64 / total as f64
+            } else {
+                0.0
+            },
+            average_response_time: if completed > 0 {
+                latency / completed as f64
+            } else {
+                0.0
+            },
+            total_steps: total,
+            agent_performance,
+        })
+    }
+
+    /// Signals shutdown without waiting: new work is refused and long-lived loops that
+    /// watch [`Orchestrator::stopping`] (WebSockets) end.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn stopping(&self) {
+        self.inner.shutdown.cancelled().await
+    }
+
+    /// Stops accepting work, stops running tasks *without* marking them finished (they
+    /// resume at the next start), and flushes the journal.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+        self.inner.journal.close().await;
+    }
+}
+
+impl Inner {
+    pub(crate) fn emit(&self, event: Event) {
+        // No subscriber is fine: events are live only.
+        let _ = self.events.send(event);
+    }
+
+    fn insert_live(&self, task: Task, resumed: bool) {
+        let (status, _) = watch::channel(task.status);
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.insert(
+            task.id.clone(),
+            Live {
+                task,
+                cancel: CancellationToken::new(),
+                status,
+                resumed,
+            },
+        );
+    }
+
+    pub(crate) fn live_task(&self, id: &str) -> Option<Task> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.get(id).map(|l| l.task.clone())
+    }
+
+    pub(crate) fn binding(&self, agent_id: &str) -> (String, String) {
+        let spec = self.roster.get(agent_id).map(|s| &s.spec);
+        let bound = self.config.agent_bindings.get(agent_id);
+        let provider = bound
+            .and_then(|b| b.provider.clone())
+            .or_else(|| spec.and_then(|s| s.provider.clone()))
+            .unwrap_or_else(|| self.config.default_provider.clone());
+        let model = bound
+            .and_then(|b| b.model.clone())
+            .or_else(|| spec.and_then(|s| s.model.clone()))
+            .unwrap_or_else(|| self.config.default_model.clone());
+        (provider, model)
+    }
+
+    fn agent_info(&self, id: &str) -> Option<AgentInfo> {
+        let slot = self.roster.get(id)?;
+        let record = slot.record();
+        let (provider, model) = self.binding(id);
+        let source = match self.registry.source(id) {
+            Some(sutazai_agents::AgentSource::User(path)) => path.display().to_string(),
+            _ => "builtin".to_owned(),
+        };
+        Some(AgentInfo {
+            id: slot.spec.id.clone(),
+            name: slot.spec.name.clone(),
+            category: slot.spec.category,
+            role: slot.spec.role,
+            capabilities: slot.spec.capabilities.clone(),
+            status: slot.state(),
+            model,
+            provider,
+            active_steps: slot.inflight(),
+            max_concurrency: slot.limit(),
+            load: slot.load(),
+            completed_steps: record.completed,
+            failed_steps: record.failed,
+            success_rate: record.success_rate(),
+            average_response_time: record.average_latency(),
+            source,
+        })
+    }
+
+    /// Feeds queued tasks into free slots until shutdown.
+    async fn dispatch(self: Arc<Self>) {
+        loop {
+            let permit = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                permit = Arc::clone(&self.slots).acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
+            let task_id = tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                id = self.queue.pop() => id,
+            };
+            let inner = Arc::clone(&self);
+            self.tracker
+                .spawn(async move { inner.run_task(task_id, permit).await });
+        }
+    }
+
+    /// Runs one task to a terminal status (or until shutdown, leaving it resumable).
+    async fn run_task(self: Arc<Self>, task_id: String, permit: OwnedSemaphorePermit) {
+        let _permit = permit;
+        let started = {
+            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(entry) = live.get_mut(&task_id) else {
+                return;
+            };
+            if entry.task.status != TaskStatus::Queued || entry.cancel.is_cancelled() {
+                return;
+            }
+            entry.task.status = TaskStatus::Running;
+            entry.task.started_at.get_or_insert_with(Utc::now);
+            entry.status.send_replace(TaskStatus::Running);
+            (entry.task.clone(), entry.cancel.clone(), entry.resumed)
+        };
+        let (mut task, cancel, resumed) = started;
+
+        if task.assigned_agents.is_empty() {
+            match crate::select::select(&self.roster, &task.request, self.config.default_max_agents)
+            {
+                Ok(agents) => task.assigned_agents = agents,
+                Err(e) => {
+                    let failure = TaskFailure::new(e.code(), e.to_string());
+                    self.finish(&task_id, Err(failure), TaskStatus::Failed).await;
+                    return;
+                }
+            }
+            self.set_live_agents(&task_id, &task.assigned_agents);
+        }
+        // Queued → running and the agents chosen; later writes queue behind this one.
+        let _ = self.journal.update_task(&task);
+        self.emit(Event::TaskStarted {
+            task_id: task_id.clone(),
+            task_name: task.request.name.clone(),
+            agents: task.assigned_agents.clone(),
+            resumed,
+        });
+
+        let done = if resumed {
+            match self.journal.steps(&task_id).await {
+                Ok(steps) => steps,
+                Err(e) => {
+                    let failure = TaskFailure::new("journal_error", e.to_string());
+                    self.finish(&task_id, Err(failure), TaskStatus::Failed).await;
+                    return;
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let run = crate::run::Run::new(Arc::clone(&self), task, done, cancel.clone());
+        let deadline = run
+            .task
+            .request
+            .constraints
+            .estimated_duration
+            .map(Duration::from_secs_f64);
+        let outcome = tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => return,
+            _ = cancel.cancelled() => Err((TaskFailure::new("cancelled", "cancelled while running"), TaskStatus::Cancelled)),
+            _ = sleep_opt(deadline) => Err((TaskFailure::new(
+                "deadline_exceeded",
+                format!("the task ran past its estimated_duration of {}s", deadline.map(|d| d.as_secs_f64()).unwrap_or(0.0)),
+            ), TaskStatus::Failed)),
+            result = run.execute() => result.map_err(|f| (f, TaskStatus::Failed)),
+        };
+        run.abandon_inflight(&outcome).await;
+        match outcome {
+            Ok(result) => self.finish(&task_id, Ok(result), TaskStatus::Completed).await,
+            Err((failure, status)) => self.finish(&task_id, Err(failure), status).await,
+        }
+    }
+
+    fn set_live_agents(&self, task_id: &str, agents: &[String]) {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = live.get_mut(task_id) {
+            entry.task.assigned_agents = agents.to_vec();
+        }
+    }
+
+    /// Puts a task in a terminal status: journals it (awaited), removes it from the live
+    /// set, wakes its watchers and publishes the event.
+    pub(crate) async fn finish(
+        &self,
+        task_id: &str,
+        outcome: Result<serde_json::Value, TaskFailure>,
+        status: TaskStatus,
+    ) {
+        let entry = {
+            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.remove(task_id)
+        };
+        let Some(entry) = entry else { return };
+        let mut task = entry.task;
+        task.status = status;
+        task.completed_at = Some(Utc::now());
+        let failure = match outcome {
+            Ok(result) => {
+                task.result = Some(result);
+                None
+            }
+            Err(f) => {
+                task.error = Some(f.to_string());
+                Some(f)
+            }
+        };
+        if let Err(e) = self.journal.update_task(&task).await {
+            tracing::error!(task_id, error = %e, "could not journal the task's final state");
+        }
+        entry.status.send_replace(status);
+        let event = match (status, failure) {
+            (TaskStatus::Completed, _) => {
+                self.completed.fetch_add(1, Ordering::Relaxed);
+                Event::TaskCompleted {
+                    task_id: task.id.clone(),
+                    session_id: task.session_id.clone(),
+                    task_name: task.request.name.clone(),
+                    result: task.result.clone().unwrap_or_default(),
+                    duration: match (task.started_at, task.completed_at) {
+                        (Some(s), Some(e)) => (e - s).num_microseconds().unwrap_or(0) as f64 / 1e6,
+                        _ => 0.0,
+                    },
+                }
+            }
+            (TaskStatus::Cancelled, _) => Event::TaskCancelled {
+                task_id: task.id.clone(),
+                task_name: task.request.name.clone(),
+            },
+            (_, failure) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                let failure =
+                    failure.unwrap_or_else(|| TaskFailure::new("failed", "the task failed"));
+                Event::TaskFailed {
+                    task_id: task.id.clone(),
+                    task_name: task.request.name.clone(),
+                    code: failure.code.to_owned(),
+                    message: failure.message,
+                }
+            }
+        };
+        self.emit(event);
+    }
+}
+
+async fn sleep_opt(duration: Option<Duration>) {
+    match duration {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,36 @@
+//! The SutazAI orchestrator: accepts tasks, picks agents, runs them through one of four
+//! coordination patterns, and journals every step so nothing finished is ever redone.
+//!
+//! # Layout
+//! - [`Orchestrator`] (this file, [`engine`]): the facade the API, the CLI and the desktop
+//!   shell call — submit, list, cancel, approve, agent control, statistics, events.
+//! - [`select`]: scoring and selecting agents; [`roster`]: agents' runtime state.
+//! - `run` (private): one task's execution — the step runner (journal, retries, timeouts,
+//!   circuit breakers, streaming) and the four patterns; `prompt` builds the prompts.
+//! - [`queue`]: the priority queue behind `MAX_CONCURRENT_TASKS`.
+//! - [`breaker`], [`backoff`]: fault-tolerance building blocks.
+//! - [`event`]: live events for WebSockets and the UI.
+//!
+//! # Durability
+//! A task is journaled before `submit` returns. Each step is journaled as started before
+//! its model call and as finished (with its output) after; a step's key is deterministic,
+//! so after a crash the resumed run finds finished steps in the journal and reuses their
+//! output instead of calling the model again.
+
+pub mod backoff;
+pub mod breaker;
+mod engine;
+pub mod error;
+pub mod event;
+mod prompt;
+pub mod queue;
+pub mod roster;
+mod run;
+pub mod select;
+
+pub use engine::{
+    AgentAction, AgentBinding, AgentInfo, AgentPerformance, Analytics, Orchestrator,
+    OrchestratorConfig, OrchestratorStats, TaskDetail, TaskFilter,
+};
+pub use error::{OrchestratorError, TaskFailure};
+pub use event::Event;
