@@ -96,8 +96,10 @@ fi
 # --- npm packages ----------------------------------------------------------------------------
 # `npm ci` only when node_modules is missing or was installed from another package-lock.json;
 # the lock's hash is stamped into node_modules after a successful install.
+# Extra arguments go to npm ci.
 npm_ci() {
   local dir=$1 stamp="$1/node_modules/.sutazai-lock.sha256" want label=${1#"$ROOT"/}
+  shift
   [ "$label" != "$dir" ] || label="(root)"
   [ -f "$dir/package-lock.json" ] || die "$dir/package-lock.json is missing"
   want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
@@ -106,7 +108,7 @@ npm_ci() {
     return
   fi
   log "npm: installing $label (npm ci)"
-  (cd "$dir" && npm ci --no-audit --no-fund)
+  (cd "$dir" && npm ci --no-audit --no-fund "$@")
   printf '%s\n' "$want" >"$stamp"
 }
 npm_ci "$ROOT"
@@ -132,7 +134,9 @@ fi
 # --- test parts -------------------------------------------------------------------------------
 if [ "$WITH_TEST" -eq 1 ]; then
   [ -f "$ROOT/tests/llm-server/package-lock.json" ] || die "tests/llm-server/package-lock.json is missing"
-  npm_ci "$ROOT/tests/llm-server"
+  # As scripts/test-llm.sh installs it: only the prebuilt CPU llama.cpp binary, which is a
+  # direct dependency there, without optional GPU builds or install scripts.
+  npm_ci "$ROOT/tests/llm-server" --omit=optional --ignore-scripts
   [ -f "$ROOT/scripts/fetch-test-model.sh" ] || die "scripts/fetch-test-model.sh is missing"
   log "test model: scripts/fetch-test-model.sh"
   bash "$ROOT/scripts/fetch-test-model.sh"

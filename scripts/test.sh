@@ -108,10 +108,10 @@ LLM_STARTED=1
 # Bounded: a start that hangs must fail the run, not eat CI's time limit.
 llm_out=$(timeout 600 bash "$ROOT/scripts/test-llm.sh" start) || die "scripts/test-llm.sh start failed"
 eval "$(grep -E '^export [A-Za-z_][A-Za-z0-9_]*=' <<<"$llm_out" || true)"
-for var in SUTAZAI_TEST_MODEL OLLAMA_API_URL SUTAZAI_TEST_LLM_URL; do
+for var in SUTAZAI_TEST_MODEL OLLAMA_API_URL; do
   [ -n "${!var:-}" ] || die "scripts/test-llm.sh start did not export $var"
-  log "$var=${!var}"
 done
+grep -E '^export ' <<<"$llm_out" | sed 's/^export /[test] /' || true
 
 section "display and D-Bus"
 if [ -n "${DISPLAY:-}" ]; then

@@ -109,8 +109,7 @@ impl Subscription {
                     .iter_mut()
                     .map(|r| Box::pin(r.recv()))
                     .collect::<Vec<_>>();
-                let (result, index, _) = select_first(futures).await;
-                (result, index)
+                select_first(futures).await
             };
             match result {
                 Ok(message) => return Some(Received::Message(message)),
@@ -136,13 +135,11 @@ impl Subscription {
 }
 
 /// Polls the futures together and returns the first ready output with its index.
-async fn select_first<F: std::future::Future + Unpin>(
-    mut futures: Vec<F>,
-) -> (F::Output, usize, Vec<F>) {
+async fn select_first<F: std::future::Future + Unpin>(mut futures: Vec<F>) -> (F::Output, usize) {
     std::future::poll_fn(move |cx| {
         for (index, future) in futures.iter_mut().enumerate() {
             if let std::task::Poll::Ready(out) = std::pin::Pin::new(future).poll(cx) {
-                return std::task::Poll::Ready((out, index, Vec::new()));
+                return std::task::Poll::Ready((out, index));
             }
         }
         std::task::Poll::Pending
@@ -177,10 +174,8 @@ impl Bus {
     /// Validates and routes `message`; returns how many subscribers got it.
     pub fn publish(&self, message: Message) -> Result<Delivery, BusError> {
         validate_name("sender_id", &message.sender_id)?;
-        if let Some(expires_at) = message.expires_at {
-            if expires_at <= Utc::now() {
-                return Err(BusError::Expired(message.id));
-            }
+        if message.expires_at.is_some_and(|at| at <= Utc::now()) {
+            return Err(BusError::Expired(message.id));
         }
         let topic = match message.pattern {
             CommunicationPattern::PointToPoint | CommunicationPattern::RequestResponse => {
@@ -237,10 +232,10 @@ impl Bus {
 
     /// Drops the channel of a topic nobody listens to any more (swarm rounds of a finished task).
     pub fn forget_topic(&self, topic: &str) {
-        if let Ok(mut topics) = self.inner.topics.lock() {
-            if topics.get(topic).is_some_and(|s| s.receiver_count() == 0) {
-                topics.remove(topic);
-            }
+        if let Ok(mut topics) = self.inner.topics.lock()
+            && topics.get(topic).is_some_and(|s| s.receiver_count() == 0)
+        {
+            topics.remove(topic);
         }
     }
 

@@ -26,7 +26,7 @@ const WS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// SutazAI: the local control plane for AI agents.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "sutazai", version, about, long_about = None)]
+#[command(name = "sutazai", version)]
 pub struct Cli {
     /// What to do; without one the desktop app opens (headless build: this help).
     #[command(subcommand)]
@@ -192,10 +192,8 @@ pub(crate) async fn run_client(
 }
 
 fn print_json(value: &Value) -> anyhow::Result<()> {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).context("formatting JSON")?
-    );
+    let text = serde_json::to_string_pretty(value).context("formatting JSON")?;
+    output::emit_line(&text)?;
     Ok(())
 }
 
@@ -228,7 +226,7 @@ async fn run_task(cmd: &TaskCmd, client: &ApiClient, json_output: bool) -> anyho
                 return Ok(Outcome::Success);
             }
             let list: TaskList = decode(client, "task list", value)?;
-            print!("{}", task_table(&list.tasks));
+            output::emit(&task_table(&list.tasks))?;
             Ok(Outcome::Success)
         }
         TaskCmd::Show { id } => {
@@ -237,7 +235,7 @@ async fn run_task(cmd: &TaskCmd, client: &ApiClient, json_output: bool) -> anyho
                 print_json(&value)?;
             } else {
                 let detail: TaskView = decode(client, "task", value)?;
-                print!("{}", task_detail(&detail));
+                output::emit(&task_detail(&detail))?;
             }
             Ok(Outcome::Success)
         }
@@ -247,7 +245,7 @@ async fn run_task(cmd: &TaskCmd, client: &ApiClient, json_output: bool) -> anyho
                 print_json(&value)?;
             } else {
                 let status = value.get("status").and_then(Value::as_str).unwrap_or("?");
-                println!("task {id}: {status}");
+                output::emit_line(&format!("task {id}: {status}"))?;
             }
             Ok(Outcome::Success)
         }
@@ -262,9 +260,11 @@ async fn run_task(cmd: &TaskCmd, client: &ApiClient, json_output: bool) -> anyho
             } else {
                 let status = value.get("status").and_then(Value::as_str).unwrap_or("?");
                 let pending = string_list(value.get("pending_approvals"));
-                println!("approved `{approval}` on task {id}; status: {status}");
+                output::emit_line(&format!(
+                    "approved `{approval}` on task {id}; status: {status}"
+                ))?;
                 if !pending.is_empty() {
-                    println!("still pending: {}", pending.join(", "));
+                    output::emit_line(&format!("still pending: {}", pending.join(", ")))?;
                 }
             }
             Ok(Outcome::Success)
@@ -413,15 +413,15 @@ async fn submit(
         if json_output {
             print_json(&submitted)?;
         } else {
-            println!("submitted task {id} ({status})");
+            output::emit_line(&format!("submitted task {id} ({status})"))?;
             if let Some(session) = submitted.get("session_id").and_then(Value::as_str) {
-                println!("session {session}");
+                output::emit_line(&format!("session {session}"))?;
             }
             if !pending.is_empty() {
-                println!(
+                output::emit_line(&format!(
                     "waiting for approvals: {} (give each with `sutazai task approve {id} <NAME>`)",
                     pending.join(", ")
-                );
+                ))?;
             }
         }
         return Ok(Outcome::Success);
@@ -441,7 +441,7 @@ async fn submit(
     if json_output {
         print_json(&value)?;
     } else {
-        print!("{}", task_detail(&detail));
+        output::emit(&task_detail(&detail))?;
     }
     match detail.task.status {
         TaskStatus::Completed => Ok(Outcome::Success),
@@ -768,7 +768,7 @@ async fn run_agents(
             }
             let list: AgentList = decode(client, "agent list", value)?;
             if list.agents.is_empty() {
-                println!("no agents match");
+                output::emit_line("no agents match")?;
                 return Ok(Outcome::Success);
             }
             let mut table = Table::new(&[
@@ -793,8 +793,8 @@ async fn run_agents(
                     a.capabilities.join(","),
                 ]);
             }
-            print!("{}", table.render());
-            println!("{} agents", list.agents.len());
+            output::emit(&table.render())?;
+            output::emit_line(&format!("{} agents", list.agents.len()))?;
             Ok(Outcome::Success)
         }
         AgentsCmd::Show { id } => {
@@ -835,7 +835,7 @@ async fn run_agents(
                 ("Can do", a.capabilities.join(", ")),
             ];
             for (name, value) in rows {
-                println!("{name:<9}{value}");
+                output::emit_line(&format!("{name:<9}{value}"))?;
             }
             Ok(Outcome::Success)
         }

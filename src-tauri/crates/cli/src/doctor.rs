@@ -304,16 +304,19 @@ fn lock_holder(dir: &Path) -> Option<String> {
     }
 }
 
-/// An error and its causes on one line.
+/// An error's message, followed by its root cause when the message does not already say
+/// it: HTTP client errors hide "connection refused" several sources deep, while most
+/// intermediate layers only repeat the message above them.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+    let text = e.to_string();
+    let mut root = e.source();
+    while let Some(next) = root.and_then(std::error::Error::source) {
+        root = Some(next);
     }
-    text
+    match root.map(ToString::to_string) {
+        Some(cause) if !text.contains(&cause) => format!("{text} ({cause})"),
+        _ => text,
+    }
 }
 
 /// Whether `wanted` is among `models`; Ollama lists `llama3.2` as `llama3.2:latest`.
@@ -398,7 +401,8 @@ async fn llm_checks(settings: &Settings) -> Vec<Check> {
             .filter(|m| !model_available(&listed, m))
             .collect();
         let detail = format!(
-            "{} answers ({} model{}); needs {}",
+            "{} server at {} answers ({} model{}); needs {}",
+            p.kind.as_str(),
             p.base_url,
             listed.len(),
             if listed.len() == 1 { "" } else { "s" },

@@ -24,6 +24,8 @@ pub mod output;
 pub mod serve;
 pub mod settings;
 
+use std::io::IsTerminal as _;
+
 use anyhow::Context as _;
 use clap::CommandFactory as _;
 
@@ -62,13 +64,18 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
             let runtime = runtime()?;
             let report = runtime.block_on(doctor::run(cli.config.as_deref()));
             drop(runtime);
-            if cli.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).context("formatting the report")?
-                );
+            let text = if cli.json {
+                let mut json =
+                    serde_json::to_string_pretty(&report).context("formatting the report")?;
+                json.push('\n');
+                json
             } else {
-                print!("{}", report.render());
+                report.render()
+            };
+            if let Err(e) = output::emit(&text)
+                && e.kind() != std::io::ErrorKind::BrokenPipe
+            {
+                return Err(e).context("writing the report");
             }
             if !report.ok {
                 std::process::exit(1);
@@ -93,6 +100,8 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
             match result {
                 Ok(Outcome::Success) => Ok(()),
                 Ok(Outcome::Failure) => std::process::exit(1),
+                // The reader went away (`| head`): nothing left to tell anyone.
+                Err(e) if output::is_broken_pipe(&e) => Ok(()),
                 Err(e) => match e.downcast_ref::<ClientError>() {
                     Some(client_error) => exit_with_client_error(client_error),
                     None => Err(e),
@@ -142,6 +151,7 @@ pub fn init_tracing(filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

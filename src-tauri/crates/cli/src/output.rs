@@ -1,6 +1,8 @@
 //! Human-readable output of the client commands: aligned text tables and the small
 //! formatters (times, durations, truncation) they use. `--json` bypasses all of this.
 
+use std::io::Write as _;
+
 use chrono::{DateTime, Local, Utc};
 
 /// Longest cell shown in a table column before it is cut with `…`, so one long name or
@@ -34,11 +36,6 @@ impl Table {
         self.rows.push(cells);
     }
 
-    /// Whether no row was added.
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// The table as text, one line per row, no trailing spaces.
     pub fn render(&self) -> String {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
@@ -65,6 +62,33 @@ impl Table {
         }
         out
     }
+}
+
+/// Writes `text` to standard output and flushes it.
+///
+/// Unlike `print!`, a closed stdout (`sutazai task list | head -1`) is an error returned
+/// to the caller, not a panic; [`crate::main_with`] ends such a command quietly.
+pub fn emit(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+/// [`emit`] with a line break.
+pub fn emit_line(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.write_all(b"\n")?;
+    stdout.flush()
+}
+
+/// Whether `error` (or a cause of it) is a write to a closed pipe.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// `s` cut to at most `max` characters, ending in `…` when cut.

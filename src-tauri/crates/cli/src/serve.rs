@@ -266,7 +266,8 @@ async fn serve_bound(
             "no dashboard build found (set SUTAZAI_UI_DIR to a built ui/dist); serving the API only"
         );
     }
-    println!("SutazAI dashboard: {url}/");
+    // Best effort: a server must not stop because nobody reads its stdout.
+    let _ = crate::output::emit_line(&format!("SutazAI dashboard: {url}/"));
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }

@@ -73,97 +73,40 @@ struct Key {
     env: &'static str,
 }
 
+impl Key {
+    const fn new(key: &'static str, env: &'static str) -> Key {
+        Key { key, env }
+    }
+}
+
 /// Every scalar setting. The single table both sources are mapped from, so the file key and
 /// the variable of a setting can never drift apart.
 const KEYS: &[Key] = &[
-    Key {
-        key: "orchestration_api_host",
-        env: "ORCHESTRATION_API_HOST",
-    },
-    Key {
-        key: "orchestration_api_port",
-        env: "ORCHESTRATION_API_PORT",
-    },
-    Key {
-        key: "redis_url",
-        env: "REDIS_URL",
-    },
-    Key {
-        key: "log_level",
-        env: "LOG_LEVEL",
-    },
-    Key {
-        key: "enable_auth",
-        env: "ENABLE_AUTH",
-    },
-    Key {
-        key: "jwt_secret_key",
-        env: "JWT_SECRET_KEY",
-    },
-    Key {
-        key: "session_timeout",
-        env: "SESSION_TIMEOUT",
-    },
-    Key {
-        key: "max_concurrent_tasks",
-        env: "MAX_CONCURRENT_TASKS",
-    },
-    Key {
-        key: "websocket_heartbeat_interval",
-        env: "WEBSOCKET_HEARTBEAT_INTERVAL",
-    },
-    Key {
-        key: "message_retention_hours",
-        env: "MESSAGE_RETENTION_HOURS",
-    },
-    Key {
-        key: "metrics_retention_days",
-        env: "METRICS_RETENTION_DAYS",
-    },
-    Key {
-        key: "docker_host",
-        env: "DOCKER_HOST",
-    },
-    Key {
-        key: "ollama_api_url",
-        env: "OLLAMA_API_URL",
-    },
-    Key {
-        key: "enable_auto_scaling",
-        env: "ENABLE_AUTO_SCALING",
-    },
-    Key {
-        key: "model",
-        env: "SUTAZAI_MODEL",
-    },
-    Key {
-        key: "data_dir",
-        env: "SUTAZAI_DATA_DIR",
-    },
-    Key {
-        key: "agents_dir",
-        env: "SUTAZAI_AGENTS_DIR",
-    },
-    Key {
-        key: "max_tokens",
-        env: "SUTAZAI_MAX_TOKENS",
-    },
-    Key {
-        key: "step_timeout",
-        env: "SUTAZAI_STEP_TIMEOUT",
-    },
-    Key {
-        key: "max_attempts",
-        env: "SUTAZAI_MAX_ATTEMPTS",
-    },
-    Key {
-        key: "swarm_rounds",
-        env: "SUTAZAI_SWARM_ROUNDS",
-    },
-    Key {
-        key: "ui_dir",
-        env: "SUTAZAI_UI_DIR",
-    },
+    Key::new("orchestration_api_host", "ORCHESTRATION_API_HOST"),
+    Key::new("orchestration_api_port", "ORCHESTRATION_API_PORT"),
+    Key::new("redis_url", "REDIS_URL"),
+    Key::new("log_level", "LOG_LEVEL"),
+    Key::new("enable_auth", "ENABLE_AUTH"),
+    Key::new("jwt_secret_key", "JWT_SECRET_KEY"),
+    Key::new("session_timeout", "SESSION_TIMEOUT"),
+    Key::new("max_concurrent_tasks", "MAX_CONCURRENT_TASKS"),
+    Key::new(
+        "websocket_heartbeat_interval",
+        "WEBSOCKET_HEARTBEAT_INTERVAL",
+    ),
+    Key::new("message_retention_hours", "MESSAGE_RETENTION_HOURS"),
+    Key::new("metrics_retention_days", "METRICS_RETENTION_DAYS"),
+    Key::new("docker_host", "DOCKER_HOST"),
+    Key::new("ollama_api_url", "OLLAMA_API_URL"),
+    Key::new("enable_auto_scaling", "ENABLE_AUTO_SCALING"),
+    Key::new("model", "SUTAZAI_MODEL"),
+    Key::new("data_dir", "SUTAZAI_DATA_DIR"),
+    Key::new("agents_dir", "SUTAZAI_AGENTS_DIR"),
+    Key::new("max_tokens", "SUTAZAI_MAX_TOKENS"),
+    Key::new("step_timeout", "SUTAZAI_STEP_TIMEOUT"),
+    Key::new("max_attempts", "SUTAZAI_MAX_ATTEMPTS"),
+    Key::new("swarm_rounds", "SUTAZAI_SWARM_ROUNDS"),
+    Key::new("ui_dir", "SUTAZAI_UI_DIR"),
 ];
 
 /// Top-level file keys that have no environment variable.
@@ -254,17 +197,6 @@ impl fmt::Display for Origin {
             Origin::Env(var) => write!(f, "{var}="),
             Origin::File { path, key } => write!(f, "{}: {key} = ", path.display()),
             Origin::Default(key) => write!(f, "default {key} = "),
-        }
-    }
-}
-
-impl Origin {
-    /// The variable or key alone, for messages that do not quote a value.
-    pub fn name(&self) -> String {
-        match self {
-            Origin::Env(var) => var.clone(),
-            Origin::File { path, key } => format!("{key} in {}", path.display()),
-            Origin::Default(key) => key.clone(),
         }
     }
 }
@@ -960,24 +892,47 @@ impl Reader<'_> {
         }
     }
 
-    fn file_error(&self, error: &figment::Error) -> SettingsError {
+    fn file_error(&self, message: String) -> SettingsError {
         SettingsError::File {
             path: self.config_file.map(Path::to_path_buf).unwrap_or_default(),
-            message: figment_message(error),
+            message,
         }
+    }
+
+    /// The entries of the file table `name` (`[providers.*]`, `[agents.*]`), each
+    /// deserialised on its own so an error names the full key (`providers.x.kind`).
+    fn table<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<BTreeMap<String, T>, SettingsError> {
+        let dict = match self.figment.find_value(name) {
+            Err(_) => return Ok(BTreeMap::new()),
+            Ok(Value::Dict(_, dict)) => dict,
+            Ok(_) => return Err(self.file_error(format!("`{name}` must be a table"))),
+        };
+        let mut entries = BTreeMap::new();
+        for (entry, value) in dict {
+            if entry.trim().is_empty() {
+                return Err(self.file_error(format!("`{name}` has an entry with an empty name")));
+            }
+            let parsed = value.deserialize::<T>().map_err(|e| {
+                let mut key = format!("{name}.{entry}");
+                for part in &e.path {
+                    key.push('.');
+                    key.push_str(part);
+                }
+                self.file_error(format!("key `{key}`: {}", e.kind))
+            })?;
+            entries.insert(entry, parsed);
+        }
+        Ok(entries)
     }
 
     fn providers(
         &self,
         ollama_api_url: &str,
     ) -> Result<BTreeMap<String, ProviderSettings>, SettingsError> {
-        let raw: BTreeMap<String, ProviderFile> = if self.figment.contains("providers") {
-            self.figment
-                .extract_inner("providers")
-                .map_err(|e| self.file_error(&e))?
-        } else {
-            BTreeMap::new()
-        };
+        let raw: BTreeMap<String, ProviderFile> = self.table("providers")?;
         let mut providers = BTreeMap::new();
         for (name, p) in raw {
             let key = |field: &str| format!("providers.{name}.{field}");
@@ -985,11 +940,6 @@ impl Reader<'_> {
                 path: self.config_file.map(Path::to_path_buf).unwrap_or_default(),
                 key: key(field),
             };
-            if name.trim().is_empty() {
-                return Err(self.file_error(&figment::Error::from(
-                    "a provider name must not be empty".to_owned(),
-                )));
-            }
             let base_url = match (p.base_url, p.kind) {
                 (Some(url), _) => check_url(url.trim(), &["http", "https"]).map_err(|reason| {
                     SettingsError::Invalid {
@@ -1054,13 +1004,7 @@ impl Reader<'_> {
         &self,
         providers: &BTreeMap<String, ProviderSettings>,
     ) -> Result<BTreeMap<String, AgentBindingSettings>, SettingsError> {
-        let raw: BTreeMap<String, AgentFile> = if self.figment.contains("agents") {
-            self.figment
-                .extract_inner("agents")
-                .map_err(|e| self.file_error(&e))?
-        } else {
-            BTreeMap::new()
-        };
+        let raw: BTreeMap<String, AgentFile> = self.table("agents")?;
         let mut agents = BTreeMap::new();
         for (id, a) in raw {
             let origin = |field: &str| Origin::File {

@@ -335,6 +335,69 @@ fn serve_runs_the_api_and_the_client_commands_drive_it() {
         "{stderr}"
     );
 
+    // --wait follows /ws: a gated task is approved from another process while a waiter
+    // watches; the waiter prints the task's progress events and its failure.
+    let waiter_err = sandbox.path().join("waiter.stderr");
+    let mut waiter = sandbox
+        .command()
+        .args([
+            "--api",
+            api.as_str(),
+            "task",
+            "submit",
+            "--name",
+            "Watched",
+            "--description",
+            "Say hello",
+            "--requirement",
+            "database_design",
+            "--approval",
+            "go",
+            "--wait",
+        ])
+        .stdout(Stdio::null())
+        .stderr(File::create(&waiter_err).expect("stderr file"))
+        .spawn()
+        .expect("the waiter starts");
+    let mut watched = None;
+    for _ in 0..MAX_POLLS {
+        let log = std::fs::read_to_string(&waiter_err).unwrap_or_default();
+        if let Some(rest) = log.split("submitted task ").nth(1) {
+            watched = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+        if waiter.try_wait().expect("try_wait").is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let watched = watched.unwrap_or_else(|| {
+        panic!(
+            "the waiter never submitted: {}",
+            std::fs::read_to_string(&waiter_err).unwrap_or_default()
+        )
+    });
+    let out = client(&["task", "approve", &watched, "go", "--by", "tester"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).starts_with(&format!("approved `go` on task {watched}")),
+        "{}",
+        text(&out.stdout)
+    );
+    let mut status = None;
+    for _ in 0..MAX_POLLS {
+        status = waiter.try_wait().expect("try_wait");
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(&waiter_err).unwrap_or_default();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{log}");
+    assert!(log.contains("approved: go"), "{log}");
+    assert!(log.contains("started with agents: "), "{log}");
+    assert!(log.contains("(llm_unreachable)"), "{log}");
+
     // A second server on the same data directory must not start (it would resume and
     // re-run the same journaled tasks).
     let mut second = sandbox.serve("second", free_port(), &[]);

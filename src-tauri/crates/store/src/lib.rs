@@ -20,7 +20,7 @@
 //!   [`StoreError::Corrupt`].
 //! - `schema`: migrations ([`SCHEMA_VERSION`]) and connection setup (WAL,
 //!   `synchronous = NORMAL`: durable across process crashes, not across power loss).
-//! - [`error`]: [`StoreError`].
+//! - [`error`]: the one error type, [`StoreError`].
 
 pub mod error;
 pub mod journal;

@@ -790,7 +790,7 @@ fn crash_child(path: &Path) {
             );
             journal.put_step(&plan);
             journal.put_step(&step(&id, "work/0", 1, "b"));
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 let work = finished(
                     step(&id, "work/0", 1, "b"),
                     StepStatus::Completed,
@@ -811,7 +811,7 @@ fn crash_child(path: &Path) {
         let mut i = 0u64;
         loop {
             let commit = journal.insert_task(&task(&format!("extra-{i}"), at(1000, 0)));
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 commit.await.expect("child extra write");
             }
             i += 1;

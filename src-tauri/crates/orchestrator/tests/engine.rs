@@ -1,0 +1,265 @@
+//! Orchestration logic with scripted in-process providers (fakes are fine here: these test
+//! the orchestrator's own decisions; the real model runs in the workspace's `tests/`
+//! crate): retries and backoff, non-retryable errors, circuit breakers, step timeouts,
+//! the priority queue under `MAX_CONCURRENT_TASKS`, and journal replay on restart.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sutazai_agents::Registry;
+use sutazai_bus::Bus;
+use sutazai_core::{Constraints, CoordinationPattern, Priority, TaskRequest, TaskStatus};
+use sutazai_llm::{ChatRequest, ChatResponse, DoneReason, LlmError, ModelInfo, Provider, TokenSink};
+use sutazai_orchestrator::backoff::Backoff;
+use sutazai_orchestrator::breaker::BreakerConfig;
+use sutazai_orchestrator::{AgentAction, Orchestrator, OrchestratorConfig};
+use sutazai_store::Journal;
+
+/// What a scripted call does.
+#[derive(Debug, Clone)]
+enum Script {
+    Answer,
+    Fail503,
+    NotFound,
+    Hang,
+}
+
+/// A provider that follows a script, then answers; counts calls and records traces.
+#[derive(Debug, Default)]
+struct Scripted {
+    script: Mutex<VecDeque<Script>>,
+    calls: AtomicU32,
+    traces: Mutex<Vec<String>>,
+    delay: Option<Duration>,
+}
+
+impl Scripted {
+    fn new(script: impl IntoIterator<Item = Script>) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            script: Mutex::new(script.into_iter().collect()),
+            ..Default::default()
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for Scripted {
+    fn id(&self) -> &str {
+        "scripted"
+    }
+
+    async fn chat(&self, req: &ChatRequest, on_token: Option<TokenSink<'_>>) -> Result<ChatResponse, LlmError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.traces.lock().unwrap().push(req.trace.clone().unwrap_or_default());
+        let next = self.script.lock().unwrap().pop_front().unwrap_or(Script::Answer);
+        if let Some(d) = self.delay {
+            tokio::time::sleep(d).await;
+        }
+        match next {
+            Script::Answer => {
+                let text = format!("answer to {}", req.trace.clone().unwrap_or_default());
+                if let Some(sink) = on_token {
+                    sink(&text);
+                }
+                Ok(ChatResponse {
+                    content: text,
+                    model: req.model.clone(),
+                    prompt_tokens: 10,
+                    completion_tokens: 3,
+                    duration: Duration::from_millis(1),
+                    done_reason: DoneReason::Stop,
+                })
+            }
+            Script::Fail503 => Err(LlmError::Status {
+                status: 503,
+                message: "overloaded".into(),
+            }),
+            Script::NotFound => Err(LlmError::ModelNotFound {
+                model: req.model.clone(),
+            }),
+            Script::Hang => {
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
+        }
+    }
+
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, LlmError> {
+        Ok(Vec::new())
+    }
+}
+
+fn config(max_concurrent: usize) -> OrchestratorConfig {
+    OrchestratorConfig {
+        max_concurrent_tasks: max_concurrent,
+        default_provider: "scripted".into(),
+        default_model: "m".into(),
+        backoff: Backoff {
+            base: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+        },
+        breaker: BreakerConfig {
+            failure_threshold: 3,
+            cooldown: Duration::from_secs(60),
+        },
+        step_timeout: Duration::from_millis(300),
+        ..Default::default()
+    }
+}
+
+async fn start(dir: &std::path::Path, provider: Arc<Scripted>, config: OrchestratorConfig) -> Orchestrator {
+    let journal = Journal::open(&dir.join("journal.sqlite3")).unwrap();
+    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+    providers.insert("scripted".into(), provider);
+    Orchestrator::start(config, Registry::builtin(), providers, journal, Bus::default())
+        .await
+        .unwrap()
+}
+
+fn pipeline(name: &str, reqs: &[&str]) -> TaskRequest {
+    TaskRequest {
+        name: name.into(),
+        description: String::new(),
+        task_type: String::new(),
+        priority: Priority::Normal,
+        requirements: reqs.iter().map(|r| r.to_string()).collect(),
+        coordination_pattern: CoordinationPattern::Pipeline,
+        payload: serde_json::Value::Null,
+        constraints: Constraints::default(),
+    }
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Scripted::new([Script::Fail503, Script::Fail503]);
+    let o = start(dir.path(), p.clone(), config(4)).await;
+    let t = o.submit(pipeline("retry", &["code_generation"])).await.unwrap();
+    let done = o.wait_for(&t.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.error);
+    assert_eq!(p.calls.load(Ordering::SeqCst), 3);
+    let detail = o.task_detail(&t.id).await.unwrap();
+    assert_eq!(detail.steps[0].attempts, 3);
+    o.shutdown().await;
+}
+
+#[tokio::test]
+async fn non_retryable_errors_fail_at_once_with_their_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Scripted::new([Script::NotFound]);
+    let o = start(dir.path(), p.clone(), config(4)).await;
+    let t = o.submit(pipeline("nf", &["code_generation"])).await.unwrap();
+    let done = o.wait_for(&t.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Failed);
+    assert!(done.error.as_deref().unwrap().starts_with("model_not_found"), "{:?}", done.error);
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+    o.shutdown().await;
+}
+
+#[tokio::test]
+async fn repeated_failures_open_the_breaker_and_restart_resets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Scripted::new([Script::Fail503, Script::Fail503, Script::Fail503]);
+    let o = start(dir.path(), p.clone(), config(4)).await;
+    let mut request = pipeline("b", &["code_generation"]);
+    request.constraints.max_agents = Some(1);
+    let t = o.submit(request.clone()).await.unwrap();
+    let done = o.wait_for(&t.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Failed);
+    let agent = done.assigned_agents[0].clone();
+    assert_eq!(o.agent(&agent).unwrap().status, sutazai_core::AgentState::Degraded);
+    // Selection now avoids the degraded agent.
+    let t2 = o.submit(request).await.unwrap();
+    let done2 = o.wait_for(&t2.id).await.unwrap();
+    assert_eq!(done2.status, TaskStatus::Completed);
+    assert_ne!(done2.assigned_agents[0], agent);
+    o.control_agent(&agent, AgentAction::Restart).unwrap();
+    assert_eq!(o.agent(&agent).unwrap().status, sutazai_core::AgentState::Healthy);
+    o.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hung_call_times_out_and_the_deadline_bounds_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Scripted::new([Script::Hang]);
+    let o = start(dir.path(), p.clone(), config(4)).await;
+    let t = o.submit(pipeline("hang", &["code_generation"])).await.unwrap();
+    let done = o.wait_for(&t.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed, "the retry after the timeout answers");
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+
+    let p = Scripted::new([Script::Hang, Script::Hang, Script::Hang]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(4);
+    cfg.step_timeout = Duration::from_secs(30);
+    let o2 = start(dir.path(), p.clone(), cfg).await;
+    let mut request = pipeline("deadline", &["code_generation"]);
+    request.constraints.estimated_duration = Some(0.2);
+    let t = o2.submit(request).await.unwrap();
+    let done = o2.wait_for(&t.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Failed);
+    assert!(done.error.unwrap().starts_with("deadline_exceeded"));
+    o.shutdown().await;
+    o2.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_queue_runs_by_priority_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Arc::new(Scripted {
+        delay: Some(Duration::from_millis(20)),
+        ..Default::default()
+    });
+    let o = start(dir.path(), p.clone(), config(1)).await;
+    let mut events = o.subscribe();
+    let blocker = o.submit(pipeline("first", &["code_generation"])).await.unwrap();
+    let mut ids = Vec::new();
+    for (name, priority) in [("low", Priority::Low), ("normal", Priority::Normal), ("critical", Priority::Critical), ("high", Priority::High)] {
+        let mut r = pipeline(name, &["code_generation"]);
+        r.priority = priority;
+        ids.push(o.submit(r).await.unwrap().id);
+    }
+    assert!(o.stats().queued_tasks >= 3);
+    for id in ids.iter().chain([&blocker.id]) {
+        assert_eq!(o.wait_for(id).await.unwrap().status, TaskStatus::Completed);
+    }
+    let mut order = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let sutazai_orchestrator::Event::TaskStarted { task_name, .. } = e {
+            order.push(task_name);
+        }
+    }
+    assert_eq!(order, ["first", "critical", "high", "normal", "low"]);
+    o.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_replays_finished_steps_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    // Stage 2 hangs: shut down while it is in flight.
+    let p = Scripted::new([Script::Answer, Script::Hang]);
+    let mut cfg = config(4);
+    cfg.step_timeout = Duration::from_secs(60);
+    let o = start(dir.path(), p.clone(), cfg.clone()).await;
+    let t = o
+        .submit(pipeline("resume", &["code_generation", "security_review", "deployment_automation"]))
+        .await
+        .unwrap();
+    while p.calls.load(Ordering::SeqCst) < 2 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    o.shutdown().await;
+
+    let p2 = Scripted::new([]);
+    let o = start(dir.path(), p2.clone(), cfg).await;
+    let done = o.wait_for(&t.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.error);
+    let traces = p2.traces.lock().unwrap().clone();
+    assert_eq!(traces, [format!("{}/stage/1", t.id), format!("{}/stage/2", t.id)]);
+    let steps = o.task_detail(&t.id).await.unwrap().steps;
+    assert_eq!(steps.len(), 3);
+    o.shutdown().await;
+}
