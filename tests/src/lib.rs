@@ -39,10 +39,10 @@ pub const TEST_MODEL: &str = "smollm2:135m";
 /// Path of the test model's GGUF file: `SUTAZAI_TEST_MODEL`, else fetched by
 /// `scripts/fetch-test-model.sh` (which prints the path last).
 pub fn model_path() -> Result<PathBuf> {
-    if let Ok(path) = std::env::var("SUTAZAI_TEST_MODEL") {
-        if Path::new(&path).is_file() {
-            return Ok(PathBuf::from(path));
-        }
+    if let Ok(path) = std::env::var("SUTAZAI_TEST_MODEL")
+        && Path::new(&path).is_file()
+    {
+        return Ok(PathBuf::from(path));
     }
     let out = Command::new("bash")
         .arg(repo_root().join("scripts/fetch-test-model.sh"))
@@ -163,11 +163,20 @@ impl Stack {
         let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
         providers.insert(
             "ollama".into(),
-            Arc::new(OllamaProvider::new("ollama", llm_url, ProviderOptions::default())?),
+            Arc::new(OllamaProvider::new(
+                "ollama",
+                llm_url,
+                ProviderOptions::default(),
+            )?),
         );
-        let orchestrator =
-            Orchestrator::start(config, Registry::builtin(), providers, journal, Bus::default())
-                .await?;
+        let orchestrator = Orchestrator::start(
+            config,
+            Registry::builtin(),
+            providers,
+            journal,
+            Bus::default(),
+        )
+        .await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let state = AppState::new(
@@ -229,15 +238,14 @@ impl Stack {
 pub async fn wait_task(base: &str, id: &str, limit: Duration) -> Result<Value> {
     let began = Instant::now();
     loop {
-        if let Ok(r) = reqwest::get(format!("{base}/tasks/{id}")).await {
-            if let Ok(v) = r.json::<Value>().await {
-                if matches!(
-                    v["status"].as_str(),
-                    Some("completed" | "failed" | "cancelled")
-                ) {
-                    return Ok(v);
-                }
-            }
+        if let Ok(r) = reqwest::get(format!("{base}/tasks/{id}")).await
+            && let Ok(v) = r.json::<Value>().await
+            && matches!(
+                v["status"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
+        {
+            return Ok(v);
         }
         if began.elapsed() > limit {
             bail!("task {id} did not finish within {limit:?}");
@@ -250,7 +258,14 @@ pub async fn wait_task(base: &str, id: &str, limit: Duration) -> Result<Value> {
 pub fn headless_binary() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "-q", "-p", "sutazai-cli", "--bin", "sutazai-headless"])
+        .args([
+            "build",
+            "-q",
+            "-p",
+            "sutazai-cli",
+            "--bin",
+            "sutazai-headless",
+        ])
         .current_dir(repo_root())
         .status()
         .context("building sutazai-headless")?;

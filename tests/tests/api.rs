@@ -11,7 +11,10 @@ use sutazai_tests::{Stack, TestLlm, test_config};
 fn assert_error(status: u16, body: &Value, want_status: u16, want_code: &str) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["code"], want_code, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +38,12 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     // Not JSON at all.
     let r = client.post(&url).body("name=x").send().await.unwrap();
     let status = r.status().as_u16();
-    assert_error(status, &r.json().await.unwrap(), 415, "unsupported_media_type");
+    assert_error(
+        status,
+        &r.json().await.unwrap(),
+        415,
+        "unsupported_media_type",
+    );
 
     // Unknown pattern: the message names the variants.
     let (s, b) = stack
@@ -47,7 +55,10 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
 
     // Requirements no agent has.
     let (s, b) = stack
-        .post("/tasks", &json!({"name": "x", "requirements": ["time_travel"]}))
+        .post(
+            "/tasks",
+            &json!({"name": "x", "requirements": ["time_travel"]}),
+        )
         .await
         .unwrap();
     assert_error(s, &b, 422, "no_capable_agent");
@@ -60,13 +71,22 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
         .unwrap();
     assert_error(s, &b, 422, "invalid_request");
     assert!(b["message"].as_str().unwrap().contains("max_agents"));
-    let (s, b) = stack.post("/tasks", &json!({"name": "  ", "requirements": ["code_generation"]})).await.unwrap();
+    let (s, b) = stack
+        .post(
+            "/tasks",
+            &json!({"name": "  ", "requirements": ["code_generation"]}),
+        )
+        .await
+        .unwrap();
     assert_error(s, &b, 422, "invalid_request");
 
     // Oversized body.
     let huge = "x".repeat(2 * 1024 * 1024);
     let (s, b) = stack
-        .post("/tasks", &json!({"name": "big", "requirements": ["code_generation"], "payload": {"blob": huge}}))
+        .post(
+            "/tasks",
+            &json!({"name": "big", "requirements": ["code_generation"], "payload": {"blob": huge}}),
+        )
         .await
         .unwrap();
     assert_error(s, &b, 413, "payload_too_large");
@@ -83,16 +103,25 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     let (s, b) = stack.get("/tasks?status=sleeping").await.unwrap();
     assert_error(s, &b, 400, "invalid_query");
     let (s, b) = stack
-        .post("/agents/senior-ai-engineer/control", &json!({"action": "explode"}))
+        .post(
+            "/agents/senior-ai-engineer/control",
+            &json!({"action": "explode"}),
+        )
         .await
         .unwrap();
     assert_error(s, &b, 422, "invalid_request");
     let (s, b) = stack
-        .post("/messages/send?sender_id=orchestrator", &json!({"recipient_id": "nobody", "message_type": "task_request", "payload": {}}))
+        .post(
+            "/messages/send?sender_id=orchestrator",
+            &json!({"recipient_id": "nobody", "message_type": "task_request", "payload": {}}),
+        )
         .await
         .unwrap();
     assert_error(s, &b, 404, "agent_not_found");
-    let (s, b) = stack.post("/infrastructure/deploy-all", &json!({})).await.unwrap();
+    let (s, b) = stack
+        .post("/infrastructure/deploy-all", &json!({}))
+        .await
+        .unwrap();
     assert_error(s, &b, 503, "docker_unavailable");
 
     // After all that, a good task is accepted and completes; nothing else was accepted.
@@ -111,17 +140,23 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
 
     // The spec's message examples are accepted.
     let (s, b) = stack
-        .post("/messages/send?sender_id=orchestrator", &json!({
+        .post(
+            "/messages/send?sender_id=orchestrator",
+            &json!({
             "recipient_id": "senior-ai-engineer", "message_type": "task_request",
             "pattern": "point_to_point", "priority": "high",
-            "payload": {"task_id": "123", "action": "analyze"}}))
+            "payload": {"task_id": "123", "action": "analyze"}}),
+        )
         .await
         .unwrap();
     assert_eq!(s, 200, "{b}");
     let (s, b) = stack
-        .post("/messages/broadcast?sender_id=orchestrator", &json!({
+        .post(
+            "/messages/broadcast?sender_id=orchestrator",
+            &json!({
             "message_type": "system_announcement", "priority": "normal",
-            "payload": {"message": "System maintenance in 1 hour"}}))
+            "payload": {"message": "System maintenance in 1 hour"}}),
+        )
         .await
         .unwrap();
     assert_eq!(s, 200, "{b}");
@@ -129,8 +164,17 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     // The OpenAPI document lists the spec's routes.
     let (s, doc) = stack.get("/openapi.json").await.unwrap();
     assert_eq!(s, 200);
-    for path in ["/tasks", "/tasks/{task_id}", "/agents", "/health", "/analytics/performance"] {
-        assert!(doc["paths"].get(path).is_some(), "{path} missing from openapi");
+    for path in [
+        "/tasks",
+        "/tasks/{task_id}",
+        "/agents",
+        "/health",
+        "/analytics/performance",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} missing from openapi"
+        );
     }
     stack.stop().await;
 }
@@ -143,38 +187,59 @@ async fn approvals_gate_and_cancel_stops_the_model_call() {
 
     // Approvals.
     let (s, b) = stack
-        .post("/tasks", &json!({
+        .post(
+            "/tasks",
+            &json!({
             "name": "gated", "requirements": ["deployment_automation"],
             "coordination_pattern": "pipeline",
-            "constraints": {"required_approvals": ["security-review", "infrastructure-review"]}}))
+            "constraints": {"required_approvals": ["security-review", "infrastructure-review"]}}),
+        )
         .await
         .unwrap();
     assert_eq!(s, 201, "{b}");
     assert_eq!(b["status"], "awaiting_approval");
     let id = b["task_id"].as_str().unwrap().to_owned();
     let (s, b) = stack
-        .post(&format!("/tasks/{id}/approve"), &json!({"approval": "nonsense"}))
+        .post(
+            &format!("/tasks/{id}/approve"),
+            &json!({"approval": "nonsense"}),
+        )
         .await
         .unwrap();
     assert_error(s, &b, 422, "invalid_request");
     let (s, b) = stack
-        .post(&format!("/tasks/{id}/approve"), &json!({"approval": "security-review", "approved_by": "alice"}))
+        .post(
+            &format!("/tasks/{id}/approve"),
+            &json!({"approval": "security-review", "approved_by": "alice"}),
+        )
         .await
         .unwrap();
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["status"], "awaiting_approval");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(llm.requests().await.unwrap().is_empty(), "no model call before approval");
+    assert!(
+        llm.requests().await.unwrap().is_empty(),
+        "no model call before approval"
+    );
     let (s, b) = stack
-        .post(&format!("/tasks/{id}/approve"), &json!({"approval": "infrastructure-review"}))
+        .post(
+            &format!("/tasks/{id}/approve"),
+            &json!({"approval": "infrastructure-review"}),
+        )
         .await
         .unwrap();
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["status"], "queued");
-    let task = stack.wait_task(&id, Duration::from_secs(120)).await.unwrap();
+    let task = stack
+        .wait_task(&id, Duration::from_secs(120))
+        .await
+        .unwrap();
     assert_eq!(task["status"], "completed", "{task}");
     let (s, b) = stack
-        .post(&format!("/tasks/{id}/approve"), &json!({"approval": "security-review"}))
+        .post(
+            &format!("/tasks/{id}/approve"),
+            &json!({"approval": "security-review"}),
+        )
         .await
         .unwrap();
     assert_error(s, &b, 409, "invalid_state");
@@ -187,11 +252,17 @@ async fn approvals_gate_and_cancel_stops_the_model_call() {
     let id = b["task_id"].as_str().unwrap().to_owned();
     let began = Instant::now();
     loop {
-        let active = llm.requests_for_step(&format!("{id}/stage/0")).await.unwrap();
+        let active = llm
+            .requests_for_step(&format!("{id}/stage/0"))
+            .await
+            .unwrap();
         if active.iter().any(|r| r["ended_at_ms"].is_null()) {
             break;
         }
-        assert!(began.elapsed() < Duration::from_secs(60), "the step never started");
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the step never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let r = reqwest::Client::new()
@@ -206,12 +277,18 @@ async fn approvals_gate_and_cancel_stops_the_model_call() {
     // The server records when the request ended; poll until it does.
     let began = Instant::now();
     let ended = loop {
-        let reqs = llm.requests_for_step(&format!("{id}/stage/0")).await.unwrap();
+        let reqs = llm
+            .requests_for_step(&format!("{id}/stage/0"))
+            .await
+            .unwrap();
         if let Some(end) = reqs.iter().find_map(|r| r["ended_at_ms"].as_u64()) {
             assert!(reqs.iter().all(|r| r["aborted"] == true), "{reqs:?}");
             break end;
         }
-        assert!(began.elapsed() < Duration::from_secs(10), "the request never ended");
+        assert!(
+            began.elapsed() < Duration::from_secs(10),
+            "the request never ended"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let lag_ms = ended as i64 - cancelled_at as i64;
@@ -234,7 +311,9 @@ async fn websocket_streams_status_and_completion() {
     let llm = TestLlm::spawn(0).expect("test LLM");
     let stack = Stack::start(&llm.url, test_config()).await.expect("stack");
     let ws_url = format!("{}/ws", stack.base.replacen("http", "ws", 1));
-    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.expect("ws connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .expect("ws connect");
 
     let (_, b) = stack
         .post("/tasks", &json!({"name": "ws task", "requirements": ["code_generation"], "coordination_pattern": "pipeline"}))
@@ -251,7 +330,9 @@ async fn websocket_streams_status_and_completion() {
             .expect("stream open")
             .expect("frame");
         let Ok(text) = msg.to_text() else { continue };
-        let Ok(v) = serde_json::from_str::<Value>(text) else { continue };
+        let Ok(v) = serde_json::from_str::<Value>(text) else {
+            continue;
+        };
         match v["type"].as_str() {
             Some("system_status") => {
                 let h = v["data"]["system_health"].as_f64().expect("system_health");

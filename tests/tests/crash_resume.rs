@@ -29,7 +29,10 @@ fn spawn_server(bin: &std::path::Path, port: u16, data: &std::path::Path, llm: &
 async fn wait_up(base: &str) {
     let began = Instant::now();
     while reqwest::get(format!("{base}/health")).await.is_err() {
-        assert!(began.elapsed() < Duration::from_secs(60), "server did not come up");
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "server did not come up"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -56,30 +59,56 @@ async fn killed_server_resumes_without_repeating_finished_steps() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    let id = r.json::<Value>().await.unwrap()["task_id"].as_str().unwrap().to_owned();
+    let id = r.json::<Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // Wait until stage 2 (key stage/1) is in flight, then kill -9.
     let began = Instant::now();
     loop {
-        let reqs = llm.requests_for_step(&format!("{id}/stage/1")).await.unwrap();
+        let reqs = llm
+            .requests_for_step(&format!("{id}/stage/1"))
+            .await
+            .unwrap();
         if reqs.iter().any(|r| r["ended_at_ms"].is_null()) {
             break;
         }
-        assert!(began.elapsed() < Duration::from_secs(120), "stage 2 never started");
+        assert!(
+            began.elapsed() < Duration::from_secs(120),
+            "stage 2 never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.kill().expect("kill -9"); // SIGKILL on Unix
     server.wait().unwrap();
-    assert_eq!(llm.requests_for_step(&format!("{id}/stage/0")).await.unwrap().len(), 1);
+    assert_eq!(
+        llm.requests_for_step(&format!("{id}/stage/0"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     let mut server = spawn_server(&bin, port, data.path(), &llm.url);
     wait_up(&base).await;
-    let task = wait_task(&base, &id, Duration::from_secs(180)).await.unwrap();
+    let task = wait_task(&base, &id, Duration::from_secs(180))
+        .await
+        .unwrap();
     assert_eq!(task["status"], "completed", "{task}");
 
-    let stage0 = llm.requests_for_step(&format!("{id}/stage/0")).await.unwrap();
-    let stage1 = llm.requests_for_step(&format!("{id}/stage/1")).await.unwrap();
-    let stage2 = llm.requests_for_step(&format!("{id}/stage/2")).await.unwrap();
+    let stage0 = llm
+        .requests_for_step(&format!("{id}/stage/0"))
+        .await
+        .unwrap();
+    let stage1 = llm
+        .requests_for_step(&format!("{id}/stage/1"))
+        .await
+        .unwrap();
+    let stage2 = llm
+        .requests_for_step(&format!("{id}/stage/2"))
+        .await
+        .unwrap();
     println!(
         "LLM requests per stage after resume: stage1={} stage2={} stage3={}",
         stage0.len(),

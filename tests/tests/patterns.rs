@@ -18,9 +18,18 @@ fn steps(task: &Value) -> Vec<Value> {
 fn assert_steps_measured(steps: &[Value]) {
     for s in steps {
         assert_eq!(s["status"], "completed", "step {s}");
-        assert!(s["completion_tokens"].as_u64().unwrap_or(0) > 0, "tokens in {s}");
-        assert!(s["prompt_tokens"].as_u64().unwrap_or(0) > 0, "prompt tokens in {s}");
-        assert!(s["duration"].as_f64().unwrap_or(0.0) > 0.0, "duration in {s}");
+        assert!(
+            s["completion_tokens"].as_u64().unwrap_or(0) > 0,
+            "tokens in {s}"
+        );
+        assert!(
+            s["prompt_tokens"].as_u64().unwrap_or(0) > 0,
+            "prompt tokens in {s}"
+        );
+        assert!(
+            s["duration"].as_f64().unwrap_or(0.0) > 0.0,
+            "duration in {s}"
+        );
         assert_eq!(s["model"], "smollm2:135m");
     }
 }
@@ -29,10 +38,18 @@ async fn run(stack: &Stack, body: Value) -> Value {
     let (status, submitted) = stack.post("/tasks", &body).await.expect("submit");
     assert_eq!(status, 201, "{submitted}");
     let id = submitted["task_id"].as_str().expect("task_id").to_owned();
-    assert!(submitted["session_id"].as_str().is_some_and(|s| !s.is_empty()));
+    assert!(
+        submitted["session_id"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
     let task = stack.wait_task(&id, LIMIT).await.expect("finish");
     assert_eq!(task["status"], "completed", "{task}");
-    assert!(task["result"]["output"].as_str().is_some_and(|o| !o.is_empty()));
+    assert!(
+        task["result"]["output"]
+            .as_str()
+            .is_some_and(|o| !o.is_empty())
+    );
     task
 }
 
@@ -59,7 +76,12 @@ async fn every_pattern_completes_on_the_real_model() {
     for (step, agent) in s.iter().zip(&agents) {
         assert_eq!(step["agent_id"], agent.as_str());
     }
-    assert!(s[1]["input"].as_str().unwrap().contains(s[0]["output"].as_str().unwrap().trim()));
+    assert!(
+        s[1]["input"]
+            .as_str()
+            .unwrap()
+            .contains(s[0]["output"].as_str().unwrap().trim())
+    );
     assert_steps_measured(&s);
 
     // Collaborative: every agent works, then the first synthesises, last.
@@ -79,7 +101,10 @@ async fn every_pattern_completes_on_the_real_model() {
     let last = s.last().unwrap();
     assert_eq!(last["key"], "synthesize");
     assert_eq!(last["agent_id"], agents[0].as_str());
-    let workers: Vec<&str> = s[..2].iter().map(|x| x["agent_id"].as_str().unwrap()).collect();
+    let workers: Vec<&str> = s[..2]
+        .iter()
+        .map(|x| x["agent_id"].as_str().unwrap())
+        .collect();
     for a in &agents {
         assert!(workers.contains(&a.as_str()));
     }
@@ -105,7 +130,10 @@ async fn every_pattern_completes_on_the_real_model() {
     assert!(!subtasks.is_empty());
     assert_eq!(s.len(), subtasks.len() + 2);
     for (i, sub) in subtasks.iter().enumerate() {
-        let work = s.iter().find(|x| x["key"] == format!("work/{i}")).expect("work step");
+        let work = s
+            .iter()
+            .find(|x| x["key"] == format!("work/{i}"))
+            .expect("work step");
         assert_eq!(work["agent_id"], sub["agent_id"]);
         assert!(agents[1..].iter().any(|a| sub["agent_id"] == a.as_str()));
     }
@@ -131,17 +159,35 @@ async fn every_pattern_completes_on_the_real_model() {
     let votes = s.iter().filter(|x| x["kind"] == "vote").count();
     assert_eq!(rounds, 2 * agents.len());
     assert_eq!(votes, agents.len());
-    assert!(s[..rounds].iter().all(|x| x["kind"] == "round"), "votes come last");
+    assert!(
+        s[..rounds].iter().all(|x| x["kind"] == "round"),
+        "votes come last"
+    );
     // Round 2 prompts carry the peers' round-1 outputs, delivered over the bus.
-    let r1 = s.iter().find(|x| x["key"] == format!("round/0/{}", agents[1])).unwrap();
-    let r2 = s.iter().find(|x| x["key"] == format!("round/1/{}", agents[0])).unwrap();
-    assert!(r2["input"].as_str().unwrap().contains(r1["output"].as_str().unwrap().trim()));
+    let r1 = s
+        .iter()
+        .find(|x| x["key"] == format!("round/0/{}", agents[1]))
+        .unwrap();
+    let r2 = s
+        .iter()
+        .find(|x| x["key"] == format!("round/1/{}", agents[0]))
+        .unwrap();
+    assert!(
+        r2["input"]
+            .as_str()
+            .unwrap()
+            .contains(r1["output"].as_str().unwrap().trim())
+    );
     assert!(stack.orchestrator.bus().stats().published >= published_before + 6);
     let winner = task["result"]["winner"].as_str().unwrap();
     assert!(agents.iter().any(|a| a == winner));
     for v in s.iter().filter(|x| x["kind"] == "vote") {
         let vote: Value = serde_json::from_str(v["output"].as_str().unwrap()).expect("vote JSON");
-        assert!(vote["choice"].as_u64().is_some_and(|c| (c as usize) < agents.len()));
+        assert!(
+            vote["choice"]
+                .as_u64()
+                .is_some_and(|c| (c as usize) < agents.len())
+        );
     }
     assert_steps_measured(&s);
 

@@ -88,7 +88,10 @@ pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
 }
 
 /// Fallback for a known route with the wrong method.
-pub(crate) async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+pub(crate) async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",

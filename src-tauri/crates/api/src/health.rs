@@ -69,7 +69,10 @@ async fn probe(state: &AppState) -> (bool, LlmCheck) {
         return (journal_ok, llm);
     }
     let orchestrator = &state.orchestrator;
-    let journal_ok = orchestrator.tasks(sutazai_orchestrator::TaskFilter::All, 1).await.is_ok();
+    let journal_ok = orchestrator
+        .tasks(sutazai_orchestrator::TaskFilter::All, 1)
+        .await
+        .is_ok();
     let (provider_id, model) = orchestrator.default_model();
     let mut llm = LlmCheck {
         provider: provider_id.to_owned(),
@@ -85,9 +88,9 @@ async fn probe(state: &AppState) -> (bool, LlmCheck) {
             Ok(Err(e)) => llm.error = Some(e.to_string()),
             Ok(Ok(models)) => {
                 llm.reachable = true;
-                llm.model_available = models.iter().any(|m| {
-                    m.name == model || m.name.strip_suffix(":latest") == Some(model)
-                });
+                llm.model_available = models
+                    .iter()
+                    .any(|m| m.name == model || m.name.strip_suffix(":latest") == Some(model));
                 if !llm.model_available {
                     llm.error = Some(format!("model `{model}` is not available; pull it first"));
                 }

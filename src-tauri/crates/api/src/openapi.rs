@@ -8,17 +8,34 @@ use crate::routes;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "SutazAI API", description = "Local control plane for AI agents: the system description's REST API"),
+    info(
+        title = "SutazAI API",
+        description = "Local control plane for AI agents: the system description's REST API"
+    ),
     paths(
-        routes::health, routes::status, routes::list_agents, routes::get_agent,
-        routes::control_agent, routes::submit_task, routes::list_tasks, routes::get_task,
-        routes::cancel_task, routes::approve_task, routes::send_message,
-        routes::broadcast_message, routes::infrastructure_status, routes::deploy_all,
-        routes::control_service, routes::analytics,
+        routes::health,
+        routes::status,
+        routes::list_agents,
+        routes::get_agent,
+        routes::control_agent,
+        routes::submit_task,
+        routes::list_tasks,
+        routes::get_task,
+        routes::cancel_task,
+        routes::approve_task,
+        routes::send_message,
+        routes::broadcast_message,
+        routes::infrastructure_status,
+        routes::deploy_all,
+        routes::control_service,
+        routes::analytics,
     ),
     components(schemas(
-        crate::error::ErrorBody, sutazai_core::TaskRequest, sutazai_core::Task,
-        sutazai_core::Step, sutazai_core::Message,
+        crate::error::ErrorBody,
+        sutazai_core::TaskRequest,
+        sutazai_core::Task,
+        sutazai_core::Step,
+        sutazai_core::Message,
     ))
 )]
 struct Document;

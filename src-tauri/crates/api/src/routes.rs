@@ -254,7 +254,9 @@ pub(crate) async fn cancel_task(
     Path(task_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let task = state.orchestrator.cancel(&task_id).await?;
-    Ok(Json(json!({"task_id": task.id, "status": task.status, "task": task})))
+    Ok(Json(
+        json!({"task_id": task.id, "status": task.status, "task": task}),
+    ))
 }
 
 /// Body of `POST /tasks/{task_id}/approve`.
@@ -326,18 +328,18 @@ fn publish(
     body: SendRequest,
     pattern: CommunicationPattern,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(recipient) = body.recipient_id.as_deref() {
-        if matches!(
+    if let Some(recipient) = body.recipient_id.as_deref()
+        && matches!(
             pattern,
             CommunicationPattern::PointToPoint | CommunicationPattern::RequestResponse
-        ) && state.orchestrator.agent(recipient).is_err()
-        {
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "agent_not_found",
-                format!("recipient `{recipient}` is not a registered agent"),
-            ));
-        }
+        )
+        && state.orchestrator.agent(recipient).is_err()
+    {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "agent_not_found",
+            format!("recipient `{recipient}` is not a registered agent"),
+        ));
     }
     let message = Message {
         id: ids::new_id(),
@@ -354,7 +356,11 @@ fn publish(
     };
     let id = message.id.clone();
     let delivery = state.orchestrator.bus().publish(message).map_err(|e| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_message", e.to_string())
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_message",
+            e.to_string(),
+        )
     })?;
     Ok(Json(json!({
         "message_id": id,
@@ -382,7 +388,12 @@ pub(crate) async fn broadcast_message(
     ApiQuery(query): ApiQuery<SenderQuery>,
     ApiJson(body): ApiJson<SendRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    publish(&state, query.sender_id, body, CommunicationPattern::Broadcast)
+    publish(
+        &state,
+        query.sender_id,
+        body,
+        CommunicationPattern::Broadcast,
+    )
 }
 
 fn docker_unavailable() -> ApiError {

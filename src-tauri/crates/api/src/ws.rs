@@ -84,6 +84,18 @@ async fn send(socket: &mut WebSocket, value: &Value) -> bool {
         .is_ok()
 }
 
+/// Sends an event, and the alert it raises if any; false once the client is gone.
+async fn forward(socket: &mut WebSocket, event: &Event) -> bool {
+    let value = serde_json::to_value(event).unwrap_or(Value::Null);
+    if !send(socket, &value).await {
+        return false;
+    }
+    match alert_for(event) {
+        Some(alert) => send(socket, &alert).await,
+        None => true,
+    }
+}
+
 async fn system_loop(mut socket: WebSocket, state: AppState, tokens: bool) {
     let mut events = state.orchestrator.subscribe();
     let mut tick = tokio::time::interval(state.config.heartbeat_interval);
@@ -96,11 +108,7 @@ async fn system_loop(mut socket: WebSocket, state: AppState, tokens: bool) {
             event = events.recv() => match event {
                 Ok(Event::StepToken { .. }) if !tokens => {}
                 Ok(event) => {
-                    let value = serde_json::to_value(&event).unwrap_or(Value::Null);
-                    if !send(&mut socket, &value).await { return; }
-                    if let Some(alert) = alert_for(&event) {
-                        if !send(&mut socket, &alert).await { return; }
-                    }
+                    if !forward(&mut socket, &event).await { return; }
                 }
                 Err(RecvError::Lagged(missed)) => {
                     if !send(&mut socket, &json!({"type": "lagged", "missed": missed})).await { return; }
@@ -142,11 +150,7 @@ async fn agent_loop(mut socket: WebSocket, state: AppState, agent_id: String) {
             }
             event = events.recv() => match event {
                 Ok(event) if event.agent_id() == Some(agent_id.as_str()) => {
-                    let value = serde_json::to_value(&event).unwrap_or(Value::Null);
-                    if !send(&mut socket, &value).await { return; }
-                    if let Some(alert) = alert_for(&event) {
-                        if !send(&mut socket, &alert).await { return; }
-                    }
+                    if !forward(&mut socket, &event).await { return; }
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(missed)) => {

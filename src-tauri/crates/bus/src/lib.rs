@@ -256,7 +256,10 @@ fn validate_name(field: &'static str, value: &str) -> Result<(), BusError> {
     let reason = if value.is_empty() {
         Some("must not be empty".to_owned())
     } else if value.len() > 256 {
-        Some(format!("must be at most 256 characters, got {}", value.len()))
+        Some(format!(
+            "must be at most 256 characters, got {}",
+            value.len()
+        ))
     } else {
         value
             .chars()
@@ -297,12 +300,16 @@ mod tests {
         let mut other = bus.subscribe_agent("testing-qa-validator");
         let mut topic = bus.subscribe(&["swarm.t1"]);
 
-        let d = bus.publish(message(CommunicationPattern::PointToPoint)).unwrap();
+        let d = bus
+            .publish(message(CommunicationPattern::PointToPoint))
+            .unwrap();
         assert_eq!(d.delivered, 1);
         assert!(matches!(agent.recv().await, Some(Received::Message(_))));
         assert!(other.try_recv().is_none());
 
-        let d = bus.publish(message(CommunicationPattern::Broadcast)).unwrap();
+        let d = bus
+            .publish(message(CommunicationPattern::Broadcast))
+            .unwrap();
         assert_eq!(d.delivered, 2);
         assert!(matches!(other.recv().await, Some(Received::Message(_))));
 

@@ -48,9 +48,15 @@ async fn start(dir: &std::path::Path, max_concurrent: usize) -> Orchestrator {
         event_capacity: 1 << 16,
         ..Default::default()
     };
-    Orchestrator::start(config, Registry::builtin(), providers, journal, Bus::default())
-        .await
-        .expect("start orchestrator")
+    Orchestrator::start(
+        config,
+        Registry::builtin(),
+        providers,
+        journal,
+        Bus::default(),
+    )
+    .await
+    .expect("start orchestrator")
 }
 
 fn pct(h: &Histogram<u64>, q: f64) -> f64 {

@@ -125,7 +125,10 @@ mod tests {
         let later = t0 + Duration::from_secs(11);
         assert!(b.try_acquire(later).is_ok());
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        assert!(b.try_acquire(later).is_err(), "only one trial while half-open");
+        assert!(
+            b.try_acquire(later).is_err(),
+            "only one trial while half-open"
+        );
         assert!(b.on_failure(later, &config), "a failed trial re-opens");
         let much_later = later + Duration::from_secs(11);
         assert!(b.try_acquire(much_later).is_ok());

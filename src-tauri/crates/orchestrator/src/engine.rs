@@ -287,7 +287,10 @@ impl Orchestrator {
         if !providers.contains_key(&config.default_provider) {
             return Err(OrchestratorError::invalid(
                 "default_provider",
-                format!("no provider named `{}` is configured", config.default_provider),
+                format!(
+                    "no provider named `{}` is configured",
+                    config.default_provider
+                ),
             ));
         }
         let roster = Roster::new(registry.iter().cloned(), config.breaker);
@@ -338,7 +341,9 @@ impl Orchestrator {
         }
 
         let dispatcher = Arc::clone(&inner);
-        inner.tracker.spawn(async move { dispatcher.dispatch().await });
+        inner
+            .tracker
+            .spawn(async move { dispatcher.dispatch().await });
         Ok(Orchestrator { inner })
     }
 
@@ -401,7 +406,10 @@ impl Orchestrator {
             return Err(OrchestratorError::invalid("name", "must not be empty"));
         }
         if request.name.chars().count() > MAX_NAME {
-            return Err(OrchestratorError::invalid("name", format!("must be at most {MAX_NAME} characters")));
+            return Err(OrchestratorError::invalid(
+                "name",
+                format!("must be at most {MAX_NAME} characters"),
+            ));
         }
         if request.description.chars().count() > MAX_DESCRIPTION {
             return Err(OrchestratorError::invalid(
@@ -412,7 +420,11 @@ impl Orchestrator {
         if request.requirements.is_empty() {
             let from_type = request.task_type.trim();
             if !from_type.is_empty()
-                && self.inner.roster.iter().any(|s| s.spec.has_capability(from_type))
+                && self
+                    .inner
+                    .roster
+                    .iter()
+                    .any(|s| s.spec.has_capability(from_type))
             {
                 request.requirements.push(from_type.to_owned());
             } else {
@@ -439,7 +451,9 @@ impl Orchestrator {
             if !ok {
                 return Err(OrchestratorError::invalid(
                     "requirements",
-                    format!("`{requirement}` is not a capability name (lowercase letters, digits, _)"),
+                    format!(
+                        "`{requirement}` is not a capability name (lowercase letters, digits, _)"
+                    ),
                 ));
             }
             if !seen.contains(requirement) {
@@ -448,21 +462,21 @@ impl Orchestrator {
         }
         request.requirements = seen;
         let c = &request.constraints;
-        if let Some(max) = c.max_agents {
-            if max == 0 || max as usize > self.inner.roster.len() {
-                return Err(OrchestratorError::invalid(
-                    "constraints.max_agents",
-                    format!("must be between 1 and {}", self.inner.roster.len()),
-                ));
-            }
+        if let Some(max) = c.max_agents
+            && (max == 0 || max as usize > self.inner.roster.len())
+        {
+            return Err(OrchestratorError::invalid(
+                "constraints.max_agents",
+                format!("must be between 1 and {}", self.inner.roster.len()),
+            ));
         }
-        if let Some(d) = c.estimated_duration {
-            if !d.is_finite() || d <= 0.0 || d > MAX_DURATION_SECS {
-                return Err(OrchestratorError::invalid(
-                    "constraints.estimated_duration",
-                    format!("must be a number of seconds between 0 and {MAX_DURATION_SECS}"),
-                ));
-            }
+        if let Some(d) = c.estimated_duration
+            && (!d.is_finite() || d <= 0.0 || d > MAX_DURATION_SECS)
+        {
+            return Err(OrchestratorError::invalid(
+                "constraints.estimated_duration",
+                format!("must be a number of seconds between 0 and {MAX_DURATION_SECS}"),
+            ));
         }
         if c.required_approvals.len() > MAX_APPROVALS {
             return Err(OrchestratorError::invalid(
@@ -539,7 +553,7 @@ impl Orchestrator {
                 *task = live;
             }
         }
-        tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        tasks.sort_by_key(|t| std::cmp::Reverse(t.created_at));
         tasks.truncate(limit);
         Ok(tasks)
     }
@@ -693,8 +707,7 @@ impl Orchestrator {
         self.inner
             .roster
             .iter()
-            .map(|slot| self.inner.agent_info(&slot.spec.id))
-            .flatten()
+            .filter_map(|slot| self.inner.agent_info(&slot.spec.id))
             .collect()
     }
 
@@ -778,13 +791,13 @@ impl Orchestrator {
         start_date: Option<DateTime<Utc>>,
         end_date: Option<DateTime<Utc>>,
     ) -> Result<Analytics, OrchestratorError> {
-        if let (Some(s), Some(e)) = (start_date, end_date) {
-            if s > e {
-                return Err(OrchestratorError::invalid(
-                    "start_date",
-                    "must not be after end_date",
-                ));
-            }
+        if let (Some(s), Some(e)) = (start_date, end_date)
+            && s > e
+        {
+            return Err(OrchestratorError::invalid(
+                "start_date",
+                "must not be after end_date",
+            ));
         }
         let stats = self.inner.journal.agent_stats(start_date, end_date).await?;
         let (mut completed, mut failed, mut latency) = (0u64, 0u64, 0.0f64);
@@ -964,14 +977,15 @@ impl Inner {
                 Ok(agents) => task.assigned_agents = agents,
                 Err(e) => {
                     let failure = TaskFailure::new(e.code(), e.to_string());
-                    self.finish(&task_id, Err(failure), TaskStatus::Failed).await;
+                    self.finish(&task_id, Err(failure), TaskStatus::Failed)
+                        .await;
                     return;
                 }
             }
             self.set_live_agents(&task_id, &task.assigned_agents);
         }
         // Queued → running and the agents chosen; later writes queue behind this one.
-        let _ = self.journal.update_task(&task);
+        drop(self.journal.update_task(&task));
         self.emit(Event::TaskStarted {
             task_id: task_id.clone(),
             task_name: task.request.name.clone(),
@@ -984,7 +998,8 @@ impl Inner {
                 Ok(steps) => steps,
                 Err(e) => {
                     let failure = TaskFailure::new("journal_error", e.to_string());
-                    self.finish(&task_id, Err(failure), TaskStatus::Failed).await;
+                    self.finish(&task_id, Err(failure), TaskStatus::Failed)
+                        .await;
                     return;
                 }
             }
@@ -1010,7 +1025,10 @@ impl Inner {
         };
         run.abandon_inflight(&outcome).await;
         match outcome {
-            Ok(result) => self.finish(&task_id, Ok(result), TaskStatus::Completed).await,
+            Ok(result) => {
+                self.finish(&task_id, Ok(result), TaskStatus::Completed)
+                    .await
+            }
             Err((failure, status)) => self.finish(&task_id, Err(failure), status).await,
         }
     }

@@ -109,7 +109,12 @@ pub(crate) fn stage(
 }
 
 /// Swarm: one agent's round.
-pub(crate) fn swarm_round(task: &Task, round: u32, rounds: u32, peers: &[(String, String)]) -> String {
+pub(crate) fn swarm_round(
+    task: &Task,
+    round: u32,
+    rounds: u32,
+    peers: &[(String, String)],
+) -> String {
     let mut text = brief(task);
     text.push_str(&format!("\nRound {} of {rounds}.", round + 1));
     if peers.is_empty() {
@@ -129,7 +134,10 @@ pub(crate) fn vote(task: &Task, candidates: &[(String, String)], allowed: &[usiz
     let mut text = brief(task);
     text.push_str("\nCandidate answers:\n");
     for (i, (agent, output)) in candidates.iter().enumerate() {
-        text.push_str(&format!("[{i}] ({agent}) {}\n", clip(output, MAX_PEER_CHARS)));
+        text.push_str(&format!(
+            "[{i}] ({agent}) {}\n",
+            clip(output, MAX_PEER_CHARS)
+        ));
     }
     let allowed: Vec<String> = allowed.iter().map(|i| i.to_string()).collect();
     text.push_str(&format!(

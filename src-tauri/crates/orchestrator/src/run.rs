@@ -28,6 +28,9 @@ use crate::error::TaskFailure;
 use crate::event::Event;
 use crate::prompt;
 
+/// Checks a structured step's answer beyond its schema; `Err` says what is wrong.
+type Validator<'a> = dyn Fn(&str) -> Result<(), String> + Send + Sync + 'a;
+
 /// The state of one task's run.
 pub(crate) struct Run {
     inner: Arc<Inner>,
@@ -129,7 +132,10 @@ impl Run {
     /// Closes the journal records of steps whose model call was abandoned (cancel,
     /// deadline) so no step is left looking as if it still ran. Not called on shutdown:
     /// those steps stay `running` and re-run when the task resumes.
-    pub(crate) async fn abandon_inflight(&self, outcome: &Result<Value, (TaskFailure, TaskStatus)>) {
+    pub(crate) async fn abandon_inflight(
+        &self,
+        outcome: &Result<Value, (TaskFailure, TaskStatus)>,
+    ) {
         let Err((failure, _)) = outcome else { return };
         let steps = std::mem::take(&mut *self.inflight.lock().unwrap_or_else(|p| p.into_inner()));
         for (_, mut step) in steps {
@@ -176,7 +182,11 @@ impl Run {
                     plan.subtasks.len()
                 ));
             }
-            if let Some(bad) = plan.subtasks.iter().find(|s| !workers_owned.contains(&s.agent_id)) {
+            if let Some(bad) = plan
+                .subtasks
+                .iter()
+                .find(|s| !workers_owned.contains(&s.agent_id))
+            {
                 return Err(format!("`{}` is not one of the workers", bad.agent_id));
             }
             Ok(())
@@ -318,11 +328,13 @@ impl Run {
             let mut delivered: BTreeMap<String, String> = BTreeMap::new();
             while let Some(received) = subscription.try_recv() {
                 if let Received::Message(m) = received {
-                    let this_round = m.payload.get("round").and_then(Value::as_u64)
-                        == Some(u64::from(round));
-                    if let (true, Some(Value::String(a)), Some(Value::String(o))) =
-                        (this_round, m.payload.get("agent_id"), m.payload.get("output"))
-                    {
+                    let this_round =
+                        m.payload.get("round").and_then(Value::as_u64) == Some(u64::from(round));
+                    if let (true, Some(Value::String(a)), Some(Value::String(o))) = (
+                        this_round,
+                        m.payload.get("agent_id"),
+                        m.payload.get("output"),
+                    ) {
                         delivered.insert(a.clone(), o.clone());
                     }
                 }
@@ -453,12 +465,12 @@ impl Run {
         kind: StepKind,
         agent_id: &str,
         input: String,
-        structured: Option<(Value, &(dyn Fn(&str) -> Result<(), String> + Send + Sync))>,
+        structured: Option<(Value, &Validator<'_>)>,
     ) -> Result<String, TaskFailure> {
-        if let Some(done) = self.journaled.get(key) {
-            if done.status == StepStatus::Completed {
-                return Ok(done.output.clone().unwrap_or_default());
-            }
+        if let Some(done) = self.journaled.get(key)
+            && done.status == StepStatus::Completed
+        {
+            return Ok(done.output.clone().unwrap_or_default());
         }
         let inner = &self.inner;
         let task_id = &self.task.id;
@@ -500,7 +512,7 @@ impl Run {
             finished_at: None,
         };
         // Ordered before the finish record by the journal's single writer; not awaited.
-        let _ = inner.journal.put_step(&step);
+        drop(inner.journal.put_step(&step));
         self.track_inflight(&step, true);
         inner.emit(Event::StepStarted {
             task_id: task_id.clone(),
@@ -579,7 +591,10 @@ impl Run {
             match outcome {
                 Ok(response) => {
                     slot.with_breaker(|b| b.on_success());
-                    let seconds = response.duration.as_secs_f64().max(began.elapsed().as_secs_f64());
+                    let seconds = response
+                        .duration
+                        .as_secs_f64()
+                        .max(began.elapsed().as_secs_f64());
                     slot.record_outcome(true, seconds);
                     step.status = StepStatus::Completed;
                     step.output = Some(response.content);
@@ -606,9 +621,8 @@ impl Run {
                 }
                 Err(error) => {
                     if !matches!(error, AttemptError::CircuitOpen) {
-                        let opened = slot.with_breaker(|b| {
-                            b.on_failure(Instant::now(), &inner.roster.breaker)
-                        });
+                        let opened = slot
+                            .with_breaker(|b| b.on_failure(Instant::now(), &inner.roster.breaker));
                         if opened {
                             inner.emit(Event::AgentStatus {
                                 agent_id: agent_id.to_owned(),

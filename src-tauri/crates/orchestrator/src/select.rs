@@ -92,7 +92,10 @@ pub fn select(
             .filter(|s| s.is_enabled() && filter(s))
             .map(|s| (s, score(s, requirements, now)))
             .collect();
-        slots.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.spec.id.cmp(&b.0.spec.id)));
+        slots.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then_with(|| a.0.spec.id.cmp(&b.0.spec.id))
+        });
         slots.into_iter().map(|(s, _)| s).collect()
     };
 
@@ -150,13 +153,16 @@ pub fn select(
     Ok(chosen)
 }
 
+/// Enabled agents passing a filter, best score first.
+type Ranker<'a> = dyn Fn(&dyn Fn(&AgentSlot) -> bool) -> Vec<&'a AgentSlot> + 'a;
+
 /// One agent per requirement (distinct where possible), ordered by the first requirement
 /// each covers; a greedy cover when that exceeds `budget`.
 fn assign<'a>(
     requirements: &[String],
     budget: usize,
     exclude: &[String],
-    ranked: &dyn Fn(&dyn Fn(&AgentSlot) -> bool) -> Vec<&'a AgentSlot>,
+    ranked: &Ranker<'a>,
 ) -> Result<Vec<String>, OrchestratorError> {
     let mut per_requirement: Vec<String> = Vec::new();
     for requirement in requirements {
@@ -165,10 +171,10 @@ fn assign<'a>(
             .iter()
             .find(|s| !per_requirement.contains(&s.spec.id) && !exclude.contains(&s.spec.id))
             .or_else(|| candidates.first());
-        if let Some(slot) = pick {
-            if !per_requirement.contains(&slot.spec.id) {
-                per_requirement.push(slot.spec.id.clone());
-            }
+        if let Some(slot) = pick
+            && !per_requirement.contains(&slot.spec.id)
+        {
+            per_requirement.push(slot.spec.id.clone());
         }
     }
     if per_requirement.len() <= budget {
@@ -186,7 +192,10 @@ fn assign<'a>(
             .filter(|s| !cover.iter().any(|c| c.spec.id == s.spec.id))
             .max_by_key(|s| {
                 (
-                    uncovered.iter().filter(|r| s.spec.has_capability(r)).count(),
+                    uncovered
+                        .iter()
+                        .filter(|r| s.spec.has_capability(r))
+                        .count(),
                     std::cmp::Reverse(all.iter().position(|x| x.spec.id == s.spec.id)),
                 )
             });
@@ -236,10 +245,22 @@ mod tests {
     fn roster() -> Roster {
         Roster::new(
             [
-                agent("boss", AgentRole::Coordinator, &["task_planning", "synthesis"]),
-                agent("coder", AgentRole::Worker, &["code_generation", "code_review"]),
+                agent(
+                    "boss",
+                    AgentRole::Coordinator,
+                    &["task_planning", "synthesis"],
+                ),
+                agent(
+                    "coder",
+                    AgentRole::Worker,
+                    &["code_generation", "code_review"],
+                ),
                 agent("coder2", AgentRole::Worker, &["code_generation"]),
-                agent("sec", AgentRole::Monitor, &["security_review", "code_review"]),
+                agent(
+                    "sec",
+                    AgentRole::Monitor,
+                    &["security_review", "code_review"],
+                ),
                 agent("ops", AgentRole::Specialist, &["deployment", "monitoring"]),
             ],
             BreakerConfig::default(),
@@ -276,7 +297,11 @@ mod tests {
     #[test]
     fn hierarchical_puts_coordinator_first() {
         let r = roster();
-        let req = request(CoordinationPattern::Hierarchical, &["code_generation"], None);
+        let req = request(
+            CoordinationPattern::Hierarchical,
+            &["code_generation"],
+            None,
+        );
         let chosen = select(&r, &req, 5).unwrap();
         assert_eq!(chosen[0], "boss");
         assert!(chosen.len() >= 2);
@@ -334,7 +359,11 @@ mod tests {
         let r = roster();
         let req = request(CoordinationPattern::Swarm, &["code_generation"], None);
         assert_eq!(select(&r, &req, 5).unwrap().len(), 3);
-        let req = request(CoordinationPattern::Collaborative, &["code_generation"], None);
+        let req = request(
+            CoordinationPattern::Collaborative,
+            &["code_generation"],
+            None,
+        );
         assert_eq!(select(&r, &req, 5).unwrap(), ["coder", "coder2"]);
     }
 }

@@ -12,7 +12,9 @@ use async_trait::async_trait;
 use sutazai_agents::Registry;
 use sutazai_bus::Bus;
 use sutazai_core::{Constraints, CoordinationPattern, Priority, TaskRequest, TaskStatus};
-use sutazai_llm::{ChatRequest, ChatResponse, DoneReason, LlmError, ModelInfo, Provider, TokenSink};
+use sutazai_llm::{
+    ChatRequest, ChatResponse, DoneReason, LlmError, ModelInfo, Provider, TokenSink,
+};
 use sutazai_orchestrator::backoff::Backoff;
 use sutazai_orchestrator::breaker::BreakerConfig;
 use sutazai_orchestrator::{AgentAction, Orchestrator, OrchestratorConfig};
@@ -51,10 +53,22 @@ impl Provider for Scripted {
         "scripted"
     }
 
-    async fn chat(&self, req: &ChatRequest, on_token: Option<TokenSink<'_>>) -> Result<ChatResponse, LlmError> {
+    async fn chat(
+        &self,
+        req: &ChatRequest,
+        on_token: Option<TokenSink<'_>>,
+    ) -> Result<ChatResponse, LlmError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        self.traces.lock().unwrap().push(req.trace.clone().unwrap_or_default());
-        let next = self.script.lock().unwrap().pop_front().unwrap_or(Script::Answer);
+        self.traces
+            .lock()
+            .unwrap()
+            .push(req.trace.clone().unwrap_or_default());
+        let next = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Script::Answer);
         if let Some(d) = self.delay {
             tokio::time::sleep(d).await;
         }
@@ -110,13 +124,23 @@ fn config(max_concurrent: usize) -> OrchestratorConfig {
     }
 }
 
-async fn start(dir: &std::path::Path, provider: Arc<Scripted>, config: OrchestratorConfig) -> Orchestrator {
+async fn start(
+    dir: &std::path::Path,
+    provider: Arc<Scripted>,
+    config: OrchestratorConfig,
+) -> Orchestrator {
     let journal = Journal::open(&dir.join("journal.sqlite3")).unwrap();
     let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
     providers.insert("scripted".into(), provider);
-    Orchestrator::start(config, Registry::builtin(), providers, journal, Bus::default())
-        .await
-        .unwrap()
+    Orchestrator::start(
+        config,
+        Registry::builtin(),
+        providers,
+        journal,
+        Bus::default(),
+    )
+    .await
+    .unwrap()
 }
 
 fn pipeline(name: &str, reqs: &[&str]) -> TaskRequest {
@@ -137,7 +161,10 @@ async fn transient_failures_are_retried() {
     let dir = tempfile::tempdir().unwrap();
     let p = Scripted::new([Script::Fail503, Script::Fail503]);
     let o = start(dir.path(), p.clone(), config(4)).await;
-    let t = o.submit(pipeline("retry", &["code_generation"])).await.unwrap();
+    let t = o
+        .submit(pipeline("retry", &["code_generation"]))
+        .await
+        .unwrap();
     let done = o.wait_for(&t.id).await.unwrap();
     assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.error);
     assert_eq!(p.calls.load(Ordering::SeqCst), 3);
@@ -151,10 +178,20 @@ async fn non_retryable_errors_fail_at_once_with_their_code() {
     let dir = tempfile::tempdir().unwrap();
     let p = Scripted::new([Script::NotFound]);
     let o = start(dir.path(), p.clone(), config(4)).await;
-    let t = o.submit(pipeline("nf", &["code_generation"])).await.unwrap();
+    let t = o
+        .submit(pipeline("nf", &["code_generation"]))
+        .await
+        .unwrap();
     let done = o.wait_for(&t.id).await.unwrap();
     assert_eq!(done.status, TaskStatus::Failed);
-    assert!(done.error.as_deref().unwrap().starts_with("model_not_found"), "{:?}", done.error);
+    assert!(
+        done.error
+            .as_deref()
+            .unwrap()
+            .starts_with("model_not_found"),
+        "{:?}",
+        done.error
+    );
     assert_eq!(p.calls.load(Ordering::SeqCst), 1);
     o.shutdown().await;
 }
@@ -170,14 +207,20 @@ async fn repeated_failures_open_the_breaker_and_restart_resets_it() {
     let done = o.wait_for(&t.id).await.unwrap();
     assert_eq!(done.status, TaskStatus::Failed);
     let agent = done.assigned_agents[0].clone();
-    assert_eq!(o.agent(&agent).unwrap().status, sutazai_core::AgentState::Degraded);
+    assert_eq!(
+        o.agent(&agent).unwrap().status,
+        sutazai_core::AgentState::Degraded
+    );
     // Selection now avoids the degraded agent.
     let t2 = o.submit(request).await.unwrap();
     let done2 = o.wait_for(&t2.id).await.unwrap();
     assert_eq!(done2.status, TaskStatus::Completed);
     assert_ne!(done2.assigned_agents[0], agent);
     o.control_agent(&agent, AgentAction::Restart).unwrap();
-    assert_eq!(o.agent(&agent).unwrap().status, sutazai_core::AgentState::Healthy);
+    assert_eq!(
+        o.agent(&agent).unwrap().status,
+        sutazai_core::AgentState::Healthy
+    );
     o.shutdown().await;
 }
 
@@ -186,9 +229,16 @@ async fn a_hung_call_times_out_and_the_deadline_bounds_the_task() {
     let dir = tempfile::tempdir().unwrap();
     let p = Scripted::new([Script::Hang]);
     let o = start(dir.path(), p.clone(), config(4)).await;
-    let t = o.submit(pipeline("hang", &["code_generation"])).await.unwrap();
+    let t = o
+        .submit(pipeline("hang", &["code_generation"]))
+        .await
+        .unwrap();
     let done = o.wait_for(&t.id).await.unwrap();
-    assert_eq!(done.status, TaskStatus::Completed, "the retry after the timeout answers");
+    assert_eq!(
+        done.status,
+        TaskStatus::Completed,
+        "the retry after the timeout answers"
+    );
     assert_eq!(p.calls.load(Ordering::SeqCst), 2);
 
     let p = Scripted::new([Script::Hang, Script::Hang, Script::Hang]);
@@ -215,9 +265,17 @@ async fn the_queue_runs_by_priority_and_drops_nothing() {
     });
     let o = start(dir.path(), p.clone(), config(1)).await;
     let mut events = o.subscribe();
-    let blocker = o.submit(pipeline("first", &["code_generation"])).await.unwrap();
+    let blocker = o
+        .submit(pipeline("first", &["code_generation"]))
+        .await
+        .unwrap();
     let mut ids = Vec::new();
-    for (name, priority) in [("low", Priority::Low), ("normal", Priority::Normal), ("critical", Priority::Critical), ("high", Priority::High)] {
+    for (name, priority) in [
+        ("low", Priority::Low),
+        ("normal", Priority::Normal),
+        ("critical", Priority::Critical),
+        ("high", Priority::High),
+    ] {
         let mut r = pipeline(name, &["code_generation"]);
         r.priority = priority;
         ids.push(o.submit(r).await.unwrap().id);
@@ -245,7 +303,14 @@ async fn a_restart_replays_finished_steps_from_the_journal() {
     cfg.step_timeout = Duration::from_secs(60);
     let o = start(dir.path(), p.clone(), cfg.clone()).await;
     let t = o
-        .submit(pipeline("resume", &["code_generation", "security_review", "deployment_automation"]))
+        .submit(pipeline(
+            "resume",
+            &[
+                "code_generation",
+                "security_review",
+                "deployment_automation",
+            ],
+        ))
         .await
         .unwrap();
     while p.calls.load(Ordering::SeqCst) < 2 {
@@ -258,7 +323,10 @@ async fn a_restart_replays_finished_steps_from_the_journal() {
     let done = o.wait_for(&t.id).await.unwrap();
     assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.error);
     let traces = p2.traces.lock().unwrap().clone();
-    assert_eq!(traces, [format!("{}/stage/1", t.id), format!("{}/stage/2", t.id)]);
+    assert_eq!(
+        traces,
+        [format!("{}/stage/1", t.id), format!("{}/stage/2", t.id)]
+    );
     let steps = o.task_detail(&t.id).await.unwrap().steps;
     assert_eq!(steps.len(), 3);
     o.shutdown().await;
