@@ -55,6 +55,21 @@ pub enum Command {
     Agents(AgentsCmd),
     /// Check settings, data directory, LLM endpoint, Redis, Docker, agents and the API port.
     Doctor,
+    /// List or pull the default provider's models (Ollama's `/api/tags` and `/api/pull`).
+    #[command(subcommand)]
+    Models(ModelsCmd),
+}
+
+/// `sutazai models ...`: talks to the configured LLM endpoint directly, no server needed.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ModelsCmd {
+    /// List the models the default provider has.
+    List,
+    /// Pull a model into Ollama, showing progress (default: the configured `SUTAZAI_MODEL`).
+    Pull {
+        /// Model name, e.g. `llama3.2:3b`.
+        model: Option<String>,
+    },
 }
 
 /// `sutazai task ...`.
@@ -187,7 +202,7 @@ pub(crate) async fn run_client(
     match command {
         Command::Task(cmd) => run_task(cmd, client, json_output).await,
         Command::Agents(cmd) => run_agents(cmd, client, json_output).await,
-        Command::Serve | Command::Doctor => bail!("not a client command"),
+        Command::Serve | Command::Doctor | Command::Models(_) => bail!("not a client command"),
     }
 }
 

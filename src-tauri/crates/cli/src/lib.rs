@@ -20,6 +20,7 @@
 pub mod cli;
 pub mod client;
 pub mod doctor;
+pub mod models;
 pub mod output;
 pub mod serve;
 pub mod settings;
@@ -81,6 +82,11 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             Ok(())
+        }
+        Command::Models(cmd) => {
+            init_tracing(&client_log_level());
+            let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+            runtime()?.block_on(models::run(cmd, &settings, cli.json))
         }
         Command::Task(_) | Command::Agents(_) => {
             init_tracing(&client_log_level());
