@@ -104,7 +104,12 @@ fi
 log "docker engine $(docker info --format '{{.ServerVersion}}' 2>/dev/null)"
 
 section "test LLM server"
-LLM_STARTED=1
+# Stop it at exit only if this run starts it: a server already up belongs to someone else.
+if bash "$ROOT/scripts/test-llm.sh" url >/dev/null 2>&1; then
+  log "a test LLM server is already running: reusing it, and leaving it running"
+else
+  LLM_STARTED=1
+fi
 # Bounded: a start that hangs must fail the run, not eat CI's time limit.
 llm_out=$(timeout 600 bash "$ROOT/scripts/test-llm.sh" start) || die "scripts/test-llm.sh start failed"
 eval "$(grep -E '^export [A-Za-z_][A-Za-z0-9_]*=' <<<"$llm_out" || true)"

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -226,8 +226,13 @@ pub(crate) struct Live {
     pub(crate) cancel: CancellationToken,
     /// Watchers of the status (`wait_for`).
     pub(crate) status: watch::Sender<TaskStatus>,
+    /// The task as it ended, set just before the terminal status is sent, so waiters get
+    /// it without reading the journal back.
+    pub(crate) ended: Arc<OnceLock<Task>>,
     /// Loaded from the journal at start-up: its finished steps must be looked up.
     pub(crate) resumed: bool,
+    /// When it was last queued: a task that waited re-selects its agents at start.
+    pub(crate) queued_at: Instant,
 }
 
 #[derive(Debug)]
@@ -264,6 +269,8 @@ const MAX_DESCRIPTION: usize = 20_000;
 const MAX_REQUIREMENTS: usize = 32;
 /// Most required approvals per task.
 const MAX_APPROVALS: usize = 16;
+/// A task that waited longer than this in the queue re-selects its agents when it starts.
+const RESELECT_AFTER: Duration = Duration::from_secs(1);
 /// Longest task bound: a week.
 const MAX_DURATION_SECS: f64 = 7.0 * 24.0 * 3600.0;
 
@@ -354,7 +361,9 @@ impl Orchestrator {
             return Err(OrchestratorError::ShuttingDown);
         }
         let request = self.validate(request)?;
-        crate::select::select(
+        // Selecting now both validates the requirements and fixes the agents in the
+        // journaled row; a task that then waits in the queue re-selects when it starts.
+        let assigned_agents = crate::select::select(
             &self.inner.roster,
             &request,
             self.inner.config.default_max_agents,
@@ -369,7 +378,7 @@ impl Orchestrator {
             session_id: ids::new_id(),
             request,
             status,
-            assigned_agents: Vec::new(),
+            assigned_agents,
             approvals: Vec::new(),
             result: None,
             error: None,
@@ -560,13 +569,17 @@ impl Orchestrator {
 
     /// Waits until the task reaches a terminal status and returns it.
     pub async fn wait_for(&self, id: &str) -> Result<Task, OrchestratorError> {
-        let receiver = {
+        let watch = {
             let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
-            live.get(id).map(|l| l.status.subscribe())
+            live.get(id)
+                .map(|l| (l.status.subscribe(), Arc::clone(&l.ended)))
         };
-        if let Some(mut receiver) = receiver {
+        if let Some((mut receiver, ended)) = watch {
             // An error means the sender is gone, i.e. the task left the live set.
             let _ = receiver.wait_for(|s| s.is_terminal()).await;
+            if let Some(task) = ended.get() {
+                return Ok(task.clone());
+            }
         }
         self.task(id).await
     }
@@ -610,6 +623,7 @@ impl Orchestrator {
                 if task.pending_approvals().is_empty() {
                     task.status = TaskStatus::Queued;
                     entry.status.send_replace(TaskStatus::Queued);
+                    entry.queued_at = Instant::now();
                 }
                 Ok(task.clone())
             })
@@ -881,7 +895,9 @@ impl Inner {
                 task,
                 cancel: CancellationToken::new(),
                 status,
+                ended: Arc::new(OnceLock::new()),
                 resumed,
+                queued_at: Instant::now(),
             },
         );
     }
@@ -967,11 +983,19 @@ impl Inner {
             entry.task.status = TaskStatus::Running;
             entry.task.started_at.get_or_insert_with(Utc::now);
             entry.status.send_replace(TaskStatus::Running);
-            (entry.task.clone(), entry.cancel.clone(), entry.resumed)
+            let waited = entry.queued_at.elapsed() > RESELECT_AFTER;
+            (
+                entry.task.clone(),
+                entry.cancel.clone(),
+                entry.resumed,
+                waited,
+            )
         };
-        let (mut task, cancel, resumed) = started;
+        let (mut task, cancel, resumed, waited) = started;
 
-        if task.assigned_agents.is_empty() {
+        // A resumed task keeps its journaled agents (its finished steps name them). A fresh
+        // one that waited re-selects: load and track records have moved since submit.
+        if task.assigned_agents.is_empty() || (waited && !resumed) {
             match crate::select::select(&self.roster, &task.request, self.config.default_max_agents)
             {
                 Ok(agents) => task.assigned_agents = agents,
@@ -983,9 +1007,9 @@ impl Inner {
                 }
             }
             self.set_live_agents(&task_id, &task.assigned_agents);
+            // Before any step record, so a resumed run finds the agents its steps used.
+            drop(self.journal.update_task(&task));
         }
-        // Queued → running and the agents chosen; later writes queue behind this one.
-        drop(self.journal.update_task(&task));
         self.emit(Event::TaskStarted {
             task_id: task_id.clone(),
             task_name: task.request.name.clone(),
@@ -1069,6 +1093,7 @@ impl Inner {
         if let Err(e) = self.journal.update_task(&task).await {
             tracing::error!(task_id, error = %e, "could not journal the task's final state");
         }
+        let _ = entry.ended.set(task.clone());
         entry.status.send_replace(status);
         let event = match (status, failure) {
             (TaskStatus::Completed, _) => {

@@ -5,6 +5,9 @@
 //! call; otherwise it is journaled as started, run with per-attempt timeouts, retried with
 //! backoff through the agent's circuit breaker, streamed as events, and journaled as
 //! finished with tokens and duration.
+//!
+//! Durability rule: no model call starts before every earlier finished step of the task
+//! is committed, and the task's final state is committed before anyone is told it ended.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -39,6 +42,9 @@ pub(crate) struct Run {
     journaled: HashMap<String, Step>,
     /// Next step sequence number.
     seq: AtomicU32,
+    /// Finish records queued so far, and how many of them are known to be committed.
+    finished_writes: AtomicU32,
+    durable_writes: AtomicU32,
     /// Steps whose model call is in flight, so an abandoned run can close them.
     inflight: Mutex<BTreeMap<String, Step>>,
     cancel: CancellationToken,
@@ -110,6 +116,8 @@ impl Run {
             task,
             journaled: journaled.into_iter().map(|s| (s.key.clone(), s)).collect(),
             seq: AtomicU32::new(next),
+            finished_writes: AtomicU32::new(0),
+            durable_writes: AtomicU32::new(0),
             inflight: Mutex::new(BTreeMap::new()),
             cancel,
         }
@@ -511,8 +519,20 @@ impl Run {
             started_at: Utc::now(),
             finished_at: None,
         };
-        // Ordered before the finish record by the journal's single writer; not awaited.
-        drop(inner.journal.put_step(&step));
+        // The journal has one FIFO writer: once this record is committed, so is every
+        // record queued before it. Awaiting it is therefore the barrier that makes earlier
+        // steps' results durable before this step's model call — needed only when some
+        // finished step's record has not been awaited yet.
+        let started = inner.journal.put_step(&step);
+        let finished = self.finished_writes.load(Ordering::Acquire);
+        if finished > self.durable_writes.load(Ordering::Acquire) {
+            started
+                .await
+                .map_err(|e| TaskFailure::new("journal_error", format!("step {key}: {e}")))?;
+            self.durable_writes.fetch_max(finished, Ordering::AcqRel);
+        } else {
+            drop(started);
+        }
         self.track_inflight(&step, true);
         inner.emit(Event::StepStarted {
             task_id: task_id.clone(),
@@ -604,9 +624,10 @@ impl Run {
                     step.duration = Some(seconds);
                     step.error = None;
                     step.finished_at = Some(Utc::now());
-                    inner.journal.put_step(&step).await.map_err(|e| {
-                        TaskFailure::new("journal_error", format!("step {key}: {e}"))
-                    })?;
+                    // Not awaited: the next model call (see above) or the task's final
+                    // update, which is awaited, makes it durable first.
+                    drop(inner.journal.put_step(&step));
+                    self.finished_writes.fetch_add(1, Ordering::AcqRel);
                     self.track_inflight(&step, false);
                     inner.emit(Event::StepFinished {
                         task_id: task_id.clone(),
