@@ -1,14 +1,21 @@
-//! Entry point of the `sutazai` binary.
+//! Entry point of the `sutazai` binary: one program for the desktop and for machines
+//! without a display.
 //!
-//! For now it only opens the desktop dashboard. The headless commands (`sutazai serve`,
-//! `sutazai task ...`, `sutazai doctor`) are to be dispatched from here through
-//! `sutazai-cli`, so that one binary serves both the desktop and machines without a display.
+//! With a subcommand (`serve`, `task …`, `agents …`, `models …`, `doctor`) it is the
+//! command line of `sutazai-cli`; without one it opens the desktop dashboard, with the
+//! orchestrator and API running inside the same process.
 
 // Release builds on Windows are GUI programs: no console window behind the dashboard.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
 mod desktop;
 
+use clap::Parser;
+
 fn main() -> anyhow::Result<()> {
-    desktop::run()
+    let cli = sutazai_cli::Cli::parse();
+    if cli.command.is_some() {
+        return sutazai_cli::main_with(cli);
+    }
+    desktop::run(cli.config.as_deref())
 }

@@ -352,3 +352,30 @@ async fn websocket_streams_status_and_completion() {
     assert!(tokio_tungstenite::connect_async(&bad).await.is_err());
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_desktop_window_origin_may_call_cross_origin() {
+    // No model call happens here, so the LLM address may point nowhere.
+    let stack = Stack::start("http://127.0.0.1:9", test_config()).await.expect("stack");
+    let client = reqwest::Client::new();
+    for (origin, allowed) in [
+        ("tauri://localhost", true),
+        ("http://tauri.localhost", true),
+        ("http://evil.example", false),
+    ] {
+        let r = client
+            .request(reqwest::Method::OPTIONS, format!("{}/tasks", stack.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        let got = r
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        assert_eq!(got.as_deref() == Some(origin), allowed, "{origin}: {got:?}");
+    }
+    stack.stop().await;
+}

@@ -27,8 +27,10 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, header};
 use axum::routing::{get, post};
 use sutazai_orchestrator::Orchestrator;
+use tower_http::cors::CorsLayer;
 use tower_http::services::{ServeDir, ServeFile};
 
 pub use error::ApiError;
@@ -106,7 +108,8 @@ pub fn app(state: AppState) -> Router {
         .route("/ws", get(ws::system))
         .route("/ws/agent/{agent_id}", get(ws::agent))
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(desktop_cors());
     let router = match ui {
         Some(dir) if dir.join("index.html").is_file() => router.fallback_service(
             ServeDir::new(&dir).not_found_service(ServeFile::new(dir.join("index.html"))),
@@ -114,6 +117,21 @@ pub fn app(state: AppState) -> Router {
         _ => router.fallback(error::not_found),
     };
     router.with_state(state)
+}
+
+/// Lets the desktop window's page call the API. Its origin is the webview's own
+/// (`tauri://localhost` on Linux and macOS, `http://tauri.localhost` on Windows), not the
+/// API's; browsers on the served dashboard are same-origin and need nothing. No other
+/// origin is allowed, so a random web page cannot drive a local orchestrator.
+fn desktop_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin([
+            HeaderValue::from_static("tauri://localhost"),
+            HeaderValue::from_static("http://tauri.localhost"),
+            HeaderValue::from_static("https://tauri.localhost"),
+        ])
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; open WebSockets are closed then.

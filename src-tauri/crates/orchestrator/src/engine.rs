@@ -233,6 +233,8 @@ pub(crate) struct Live {
     pub(crate) resumed: bool,
     /// When it was last queued: a task that waited re-selects its agents at start.
     pub(crate) queued_at: Instant,
+    /// Its final state is being journaled; nothing else may finish it.
+    pub(crate) finishing: bool,
 }
 
 #[derive(Debug)]
@@ -898,6 +900,7 @@ impl Inner {
                 ended: Arc::new(OnceLock::new()),
                 resumed,
                 queued_at: Instant::now(),
+                finishing: false,
             },
         );
     }
@@ -977,7 +980,10 @@ impl Inner {
             let Some(entry) = live.get_mut(&task_id) else {
                 return;
             };
-            if entry.task.status != TaskStatus::Queued || entry.cancel.is_cancelled() {
+            if entry.task.status != TaskStatus::Queued
+                || entry.cancel.is_cancelled()
+                || entry.finishing
+            {
                 return;
             }
             entry.task.status = TaskStatus::Running;
@@ -1072,12 +1078,20 @@ impl Inner {
         outcome: Result<serde_json::Value, TaskFailure>,
         status: TaskStatus,
     ) {
-        let entry = {
+        // Claim the task (a cancel and the run may both try to finish it), but leave it in
+        // the live set until its final state is committed: a reader that misses it there
+        // must find that state in the journal.
+        let task = {
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-            live.remove(task_id)
+            match live.get_mut(task_id) {
+                Some(entry) if !entry.finishing => {
+                    entry.finishing = true;
+                    Some(entry.task.clone())
+                }
+                _ => None,
+            }
         };
-        let Some(entry) = entry else { return };
-        let mut task = entry.task;
+        let Some(mut task) = task else { return };
         task.status = status;
         task.completed_at = Some(Utc::now());
         let failure = match outcome {
@@ -1093,8 +1107,14 @@ impl Inner {
         if let Err(e) = self.journal.update_task(&task).await {
             tracing::error!(task_id, error = %e, "could not journal the task's final state");
         }
-        let _ = entry.ended.set(task.clone());
-        entry.status.send_replace(status);
+        let entry = {
+            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.remove(task_id)
+        };
+        if let Some(entry) = entry {
+            let _ = entry.ended.set(task.clone());
+            entry.status.send_replace(status);
+        }
         let event = match (status, failure) {
             (TaskStatus::Completed, _) => {
                 self.completed.fetch_add(1, Ordering::Relaxed);
