@@ -156,17 +156,30 @@ check() {
   fi
 }
 
+# Architecture invariant: no core crate pulls in the GUI stack (ARCHITECTURE.md).
+core_crates_gui_free() {
+  local manifest crate found bad=0
+  for manifest in "$ROOT"/src-tauri/crates/*/Cargo.toml; do
+    crate=$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n 1)
+    found=$(cargo tree -p "$crate" -e normal,build --prefix none 2>/dev/null |
+      grep -E '^(tauri|gtk|gdk|webkit2gtk|javascriptcore|wry|tao)[a-z0-9_-]* v' | sort -u || true)
+    if [ -n "$found" ]; then
+      log "$crate depends on the GUI stack: $found"
+      bad=1
+    else
+      log "$crate: no tauri/gtk/webkit in its dependency tree"
+    fi
+  done
+  return "$bad"
+}
+
 check "cargo fmt" cargo fmt --all -- --check
+check "core crates free of GUI dependencies" core_crates_gui_free
 check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 check "cargo test (core, no GUI)" cargo test --workspace --exclude sutazai
 check "cargo test (desktop app)" cargo test -p sutazai
 check "dashboard tests" npm --prefix "$ROOT/ui" test --silent
-if [ -f "$ROOT/tests/spec-examples/run.sh" ]; then
-  check "spec examples" bash "$ROOT/tests/spec-examples/run.sh"
-else
-  section "spec examples"
-  log "tests/spec-examples/run.sh does not exist yet: nothing to run"
-fi
+check "spec examples (Python, unchanged, against sutazai serve)" bash "$ROOT/tests/spec-examples/run.sh"
 
 section "summary"
 for name in "${PASSED[@]}"; do log "ok      $name"; done

@@ -356,7 +356,9 @@ async fn websocket_streams_status_and_completion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_desktop_window_origin_may_call_cross_origin() {
     // No model call happens here, so the LLM address may point nowhere.
-    let stack = Stack::start("http://127.0.0.1:9", test_config()).await.expect("stack");
+    let stack = Stack::start("http://127.0.0.1:9", test_config())
+        .await
+        .expect("stack");
     let client = reqwest::Client::new();
     for (origin, allowed) in [
         ("tauri://localhost", true),

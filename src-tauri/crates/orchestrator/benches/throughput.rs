@@ -3,11 +3,11 @@
 //! orchestration overhead itself: validate, journal the task, queue, dispatch, select an
 //! agent, journal the step before and after, journal completion, wake the waiter.
 //!
-//! Run: `cargo bench -p sutazai-orchestrator --bench throughput` (add `-- --tasks N`).
-//! Two measurements:
-//! - saturation: many concurrent clients each submitting single-step tasks and awaiting
-//!   completion; reports tasks/s and submit→complete latency percentiles under that load;
-//! - light load: one client, one task at a time; reports submit→complete percentiles.
+//! Run: `cargo bench -p sutazai-orchestrator --bench throughput`
+//! (options: `-- --tasks 60000 --clients 16,64,256`). Prints a Markdown table:
+//! - per client count: that many concurrent clients, each submitting a task and awaiting
+//!   its completion in a loop; tasks/s and submit→complete latency percentiles;
+//! - light load: one client, one task at a time; submit→complete percentiles.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,14 +63,68 @@ fn pct(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
+async fn saturation(tasks: usize, clients: usize) -> (usize, Duration, Histogram<u64>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = start(dir.path(), 100).await;
+    for i in 0..500 {
+        let t = orchestrator.submit(request(i)).await.expect("submit");
+        orchestrator.wait_for(&t.id).await.expect("wait");
+    }
+    let per_client = tasks / clients;
+    let began = Instant::now();
+    let mut handles = Vec::new();
+    for c in 0..clients {
+        let o = orchestrator.clone();
+        handles.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new(3).expect("histogram");
+            for i in 0..per_client {
+                let t0 = Instant::now();
+                let t = o.submit(request(c * per_client + i)).await.expect("submit");
+                let done = o.wait_for(&t.id).await.expect("wait");
+                assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.error);
+                h.record(t0.elapsed().as_micros() as u64).ok();
+            }
+            h
+        }));
+    }
+    let mut hist = Histogram::<u64>::new(3).expect("histogram");
+    for h in handles {
+        hist.add(h.await.expect("client")).expect("merge");
+    }
+    let elapsed = began.elapsed();
+    orchestrator.shutdown().await;
+    (per_client * clients, elapsed, hist)
+}
+
+async fn light_load(tasks: usize) -> Histogram<u64> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let orchestrator = start(dir.path(), 100).await;
+    let mut hist = Histogram::<u64>::new(3).expect("histogram");
+    for i in 0..tasks + 500 {
+        let t0 = Instant::now();
+        let t = orchestrator.submit(request(i)).await.expect("submit");
+        orchestrator.wait_for(&t.id).await.expect("wait");
+        if i >= 500 {
+            hist.record(t0.elapsed().as_micros() as u64).ok();
+        }
+    }
+    orchestrator.shutdown().await;
+    hist
+}
+
 fn main() {
     let mut tasks = 60_000usize;
-    let mut clients = 256usize;
+    let mut clients: Vec<usize> = vec![16, 64, 256];
     let args: Vec<String> = std::env::args().collect();
     for pair in args.windows(2) {
         match pair[0].as_str() {
             "--tasks" => tasks = pair[1].parse().expect("--tasks N"),
-            "--clients" => clients = pair[1].parse().expect("--clients N"),
+            "--clients" => {
+                clients = pair[1]
+                    .split(',')
+                    .map(|c| c.parse().expect("--clients N[,N...]"))
+                    .collect()
+            }
             _ => {}
         }
     }
@@ -79,62 +133,30 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let orchestrator = start(dir.path(), 100).await;
-
-        // Warm-up.
-        for i in 0..500 {
-            let t = orchestrator.submit(request(i)).await.expect("submit");
-            orchestrator.wait_for(&t.id).await.expect("wait");
-        }
-
-        // Saturation.
-        let per_client = tasks / clients;
-        let began = Instant::now();
-        let mut handles = Vec::new();
-        for c in 0..clients {
-            let o = orchestrator.clone();
-            handles.push(tokio::spawn(async move {
-                let mut h = Histogram::<u64>::new(3).expect("histogram");
-                for i in 0..per_client {
-                    let t0 = Instant::now();
-                    let t = o.submit(request(c * per_client + i)).await.expect("submit");
-                    let done = o.wait_for(&t.id).await.expect("wait");
-                    assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.error);
-                    h.record(t0.elapsed().as_micros() as u64).ok();
-                }
-                h
-            }));
-        }
-        let mut sat = Histogram::<u64>::new(3).expect("histogram");
-        for h in handles {
-            sat.add(h.await.expect("client")).expect("merge");
-        }
-        let elapsed = began.elapsed();
-        let done = per_client * clients;
-        let throughput = done as f64 / elapsed.as_secs_f64();
-
-        // Light load.
-        let mut light = Histogram::<u64>::new(3).expect("histogram");
-        for i in 0..3000 {
-            let t0 = Instant::now();
-            let t = orchestrator.submit(request(i)).await.expect("submit");
-            orchestrator.wait_for(&t.id).await.expect("wait");
-            light.record(t0.elapsed().as_micros() as u64).ok();
-        }
-        orchestrator.shutdown().await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-
-        println!("## orchestrator throughput (instant provider, SQLite journal)");
-        println!("saturation: {done} tasks, {clients} concurrent clients, {:.2}s", elapsed.as_secs_f64());
-        println!("throughput: {throughput:.0} tasks/s");
         println!(
-            "saturation latency ms: p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
-            pct(&sat, 0.5), pct(&sat, 0.9), pct(&sat, 0.99), sat.max() as f64 / 1000.0
+            "## orchestrator end-to-end: single-step no-op tasks, instant provider, SQLite journal"
         );
+        println!("| clients | tasks | seconds | tasks/s | p50 ms | p90 ms | p99 ms | max ms |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for &c in &clients {
+            let (done, elapsed, h) = saturation(tasks, c).await;
+            println!(
+                "| {c} | {done} | {:.2} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                elapsed.as_secs_f64(),
+                done as f64 / elapsed.as_secs_f64(),
+                pct(&h, 0.5),
+                pct(&h, 0.9),
+                pct(&h, 0.99),
+                h.max() as f64 / 1000.0
+            );
+        }
+        let h = light_load(3000).await;
         println!(
-            "light-load latency ms (1 client, 3000 tasks): p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3}",
-            pct(&light, 0.5), pct(&light, 0.9), pct(&light, 0.99), light.max() as f64 / 1000.0
+            "| 1 (one task at a time) | 3000 | - | - | {:.3} | {:.3} | {:.3} | {:.3} |",
+            pct(&h, 0.5),
+            pct(&h, 0.9),
+            pct(&h, 0.99),
+            h.max() as f64 / 1000.0
         );
     });
 }

@@ -7,10 +7,11 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -111,11 +112,12 @@ impl TestServer {
             .args(extra_args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `{node}` for the test LLM server: {e}"));
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut sent = false;
@@ -126,11 +128,37 @@ impl TestServer {
                 }
             }
         });
+        // The server's diagnostics: forwarded to our stderr as they come, and the last
+        // lines kept for the panic message if it never becomes ready.
+        let log_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let tail = Arc::clone(&log_tail);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                if let Ok(mut tail) = tail.lock() {
+                    if tail.len() == 40 {
+                        tail.pop_front();
+                    }
+                    tail.push_back(line);
+                }
+            }
+        });
         let base_url = match rx.recv_timeout(READY_WITHIN) {
             Ok(url) => url,
             Err(e) => {
                 let _ = child.kill();
-                panic!("the test LLM server did not become ready ({e}); see its stderr above")
+                let status = child.wait();
+                // Let the stderr thread drain what the process wrote before it ended.
+                std::thread::sleep(Duration::from_millis(200));
+                let log = log_tail
+                    .lock()
+                    .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+                    .unwrap_or_default();
+                panic!(
+                    "the test LLM server did not become ready ({e}; exit status {status:?}); \
+                     its stderr ended with:\n{log}"
+                )
             }
         };
         TestServer {
