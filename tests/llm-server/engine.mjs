@@ -88,7 +88,10 @@ export class Engine {
       progressLogs: false,
       logLevel: LlamaLogLevel.warn,
     });
-    const model = await llama.loadModel({ modelPath });
+    // node-llama-cpp's memory safety checks compare against the kernel's MemFree, which
+    // on a busy Linux machine (page cache full of build artefacts) can sit far below what
+    // is actually available; for a ~100 MB model they only ever refuse spuriously.
+    const model = await llama.loadModel({ modelPath, ignoreMemorySafetyChecks: true });
     const batching = tokenDelayMs > 0
       ? { dispatchSchedule: (dispatch) => setTimeout(dispatch, tokenDelayMs) }
       : undefined;
@@ -97,6 +100,7 @@ export class Engine {
       contextSize: ctxSize,
       threads: 1,
       batching,
+      ignoreMemorySafetyChecks: true,
     });
     const [digest, info] = await Promise.all([sha256File(modelPath), stat(modelPath)]);
     return new Engine({ llama, model, context, started, digest, size: info.size, modified: info.mtime });
