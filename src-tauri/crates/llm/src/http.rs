@@ -93,6 +93,21 @@ impl HttpClient {
         Instant::now() + self.opts.request_timeout
     }
 
+    /// `GET url` within the request deadline and decodes the JSON answer (at most
+    /// `limit` bytes); `what` names the document in a protocol error.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        limit: usize,
+        what: &str,
+    ) -> Result<T, LlmError> {
+        let request = self.client().get(url);
+        let mut body = self.send(request, url, Some(self.deadline())).await?;
+        let bytes = body.read_to_end(limit).await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| LlmError::Protocol(format!("invalid {what} answer from {url}: {e}")))
+    }
+
     /// Sends a request and waits for a success status.
     ///
     /// `deadline` bounds the wait for the headers and, through the returned [`Body`], for

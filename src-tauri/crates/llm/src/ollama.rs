@@ -195,14 +195,7 @@ impl Provider for OllamaProvider {
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, LlmError> {
         let url = format!("{}/api/tags", self.base);
-        let request = self.http.client().get(&url);
-        let mut body = self
-            .http
-            .send(request, &url, Some(self.http.deadline()))
-            .await?;
-        let bytes = body.read_to_end(MAX_BODY).await?;
-        let tags: WireTags = serde_json::from_slice(&bytes)
-            .map_err(|e| LlmError::Protocol(format!("invalid /api/tags answer from {url}: {e}")))?;
+        let tags: WireTags = self.http.get_json(&url, MAX_BODY, "/api/tags").await?;
         Ok(tags
             .models
             .into_iter()

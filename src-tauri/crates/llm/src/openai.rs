@@ -169,14 +169,7 @@ impl Provider for OpenAiProvider {
 
     async fn list_models(&self) -> Result<Vec<ModelInfo>, LlmError> {
         let url = format!("{}/models", self.base);
-        let request = self.http.client().get(&url);
-        let mut body = self
-            .http
-            .send(request, &url, Some(self.http.deadline()))
-            .await?;
-        let bytes = body.read_to_end(MAX_BODY).await?;
-        let list: WireModels = serde_json::from_slice(&bytes)
-            .map_err(|e| LlmError::Protocol(format!("invalid /models answer from {url}: {e}")))?;
+        let list: WireModels = self.http.get_json(&url, MAX_BODY, "/models").await?;
         Ok(list
             .data
             .into_iter()
