@@ -285,6 +285,37 @@ pub fn headless_binary() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// A `sutazai-headless` command set up for a test: the API on `127.0.0.1:port`, the journal
+/// and (empty) agent directory under `data`, the test model at `llm`, short answers, and
+/// nothing inherited from the caller's configuration.
+pub fn headless_command(bin: &Path, llm: &str, port: u16, data: &Path) -> Command {
+    let mut command = Command::new(bin);
+    command
+        .env("ORCHESTRATION_API_HOST", "127.0.0.1")
+        .env("ORCHESTRATION_API_PORT", port.to_string())
+        .env("SUTAZAI_DATA_DIR", data)
+        .env("SUTAZAI_AGENTS_DIR", data.join("agents"))
+        .env("OLLAMA_API_URL", llm)
+        .env("SUTAZAI_MODEL", TEST_MODEL)
+        .env("SUTAZAI_MAX_TOKENS", "24")
+        .env("LOG_LEVEL", "warn")
+        .env_remove("SUTAZAI_CONFIG")
+        .env_remove("SUTAZAI_API_URL");
+    command
+}
+
+/// Polls `GET {base}/health` until the server answers, failing after a minute.
+pub async fn wait_healthy(base: &str) -> Result<()> {
+    let began = Instant::now();
+    while reqwest::get(format!("{base}/health")).await.is_err() {
+        if began.elapsed() > Duration::from_secs(60) {
+            bail!("the server at {base} did not come up within a minute");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// A free loopback port (bound and released; fine for a test's own server).
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -3,23 +3,14 @@
 //! submitted with `--wait` to a real `serve` process completing on the real model.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use sutazai_tests::{TEST_MODEL, TestLlm, free_port, headless_binary};
+use sutazai_tests::{
+    TEST_MODEL, TestLlm, free_port, headless_binary, headless_command, wait_healthy,
+};
 
 fn cli(bin: &std::path::Path, llm: &str, port: u16, data: &std::path::Path) -> Command {
-    let mut c = Command::new(bin);
-    c.env("OLLAMA_API_URL", llm)
-        .env("SUTAZAI_MODEL", TEST_MODEL)
-        .env("ORCHESTRATION_API_HOST", "127.0.0.1")
-        .env("ORCHESTRATION_API_PORT", port.to_string())
-        .env("SUTAZAI_DATA_DIR", data)
-        .env("SUTAZAI_AGENTS_DIR", data.join("agents"))
-        .env("SUTAZAI_MAX_TOKENS", "16")
-        .env("LOG_LEVEL", "warn")
-        .env_remove("SUTAZAI_CONFIG")
-        .env_remove("SUTAZAI_API_URL");
-    c
+    let mut command = headless_command(bin, llm, port, data);
+    command.env("SUTAZAI_MAX_TOKENS", "16");
+    command
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,17 +60,9 @@ async fn models_and_task_submit_wait() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let began = Instant::now();
-    while reqwest::get(format!("http://127.0.0.1:{port}/health"))
+    wait_healthy(&format!("http://127.0.0.1:{port}"))
         .await
-        .is_err()
-    {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "serve did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        .expect("serve up");
     let out = cli(&bin, &llm.url, port, data.path())
         .args([
             "task",

@@ -2,39 +2,21 @@
 //! second stage; after a restart on the same data directory the task completes and the
 //! LLM server's request log shows stage 1 was not called again.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use sutazai_tests::{TestLlm, free_port, headless_binary, wait_task};
+use sutazai_tests::{
+    TestLlm, free_port, headless_binary, headless_command, wait_healthy, wait_task,
+};
 
 fn spawn_server(bin: &std::path::Path, port: u16, data: &std::path::Path, llm: &str) -> Child {
-    Command::new(bin)
+    headless_command(bin, llm, port, data)
         .arg("serve")
-        .env("ORCHESTRATION_API_HOST", "127.0.0.1")
-        .env("ORCHESTRATION_API_PORT", port.to_string())
-        .env("SUTAZAI_DATA_DIR", data)
-        .env("SUTAZAI_AGENTS_DIR", data.join("no-agents"))
-        .env("OLLAMA_API_URL", llm)
-        .env("SUTAZAI_MODEL", "smollm2:135m")
-        .env("SUTAZAI_MAX_TOKENS", "24")
-        .env("LOG_LEVEL", "warn")
-        .env_remove("SUTAZAI_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn sutazai-headless serve")
-}
-
-async fn wait_up(base: &str) {
-    let began = Instant::now();
-    while reqwest::get(format!("{base}/health")).await.is_err() {
-        assert!(
-            began.elapsed() < Duration::from_secs(60),
-            "server did not come up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,7 +29,7 @@ async fn killed_server_resumes_without_repeating_finished_steps() {
     let base = format!("http://127.0.0.1:{port}");
 
     let mut server = spawn_server(&bin, port, data.path(), &llm.url);
-    wait_up(&base).await;
+    wait_healthy(&base).await.expect("server up");
     let r = reqwest::Client::new()
         .post(format!("{base}/tasks"))
         .json(&json!({
@@ -91,7 +73,7 @@ async fn killed_server_resumes_without_repeating_finished_steps() {
     );
 
     let mut server = spawn_server(&bin, port, data.path(), &llm.url);
-    wait_up(&base).await;
+    wait_healthy(&base).await.expect("server up");
     let task = wait_task(&base, &id, Duration::from_secs(180))
         .await
         .unwrap();

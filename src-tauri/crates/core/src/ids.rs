@@ -1,4 +1,4 @@
-//! Opaque identifiers. Tasks, sessions, steps and messages are named by UUID v4 strings at
+//! Opaque identifiers. Tasks, sessions, steps and messages are named by UUID strings at
 //! every boundary (API, journal, bus) so that clients never depend on their structure.
 
 /// A fresh identifier, as a lowercase hyphenated UUID v7 string.
@@ -9,9 +9,4 @@
 /// is a large part of what lets it keep up with thousands of tasks a second.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
-}
-
-/// Seconds since the Unix epoch as a float, the unit the API uses for times and durations.
-pub fn duration_secs(d: std::time::Duration) -> f64 {
-    d.as_secs_f64()
 }

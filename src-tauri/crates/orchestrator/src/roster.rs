@@ -93,7 +93,7 @@ impl AgentSlot {
         let permit = Arc::clone(&self.slots)
             .acquire_owned()
             .await
-            .unwrap_or_else(|_| unreachable_closed());
+            .expect("an agent's slot semaphore is owned by the slot and never closed");
         self.inflight.fetch_add(1, Ordering::Relaxed);
         SlotGuard {
             slot: self,
@@ -189,11 +189,6 @@ impl AgentSlot {
             AgentState::Healthy
         }
     }
-}
-
-fn unreachable_closed() -> ! {
-    // The semaphore is owned by the slot and never closed.
-    panic!("agent slot semaphore closed")
 }
 
 /// All agents, keyed by id.
