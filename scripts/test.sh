@@ -3,7 +3,7 @@
 # fresh clone with no services running.
 #
 # 1. setup.sh --test (packages, node modules, ui/dist, the test model)
-# 2. the real services the tests use: Redis on a free loopback port (REDIS_URL), a Docker
+# 2. the real services the tests use: Redis (AOF on) on a free loopback port (SUTAZAI_TEST_REDIS_URL), a Docker
 #    engine, the test LLM server (SUTAZAI_TEST_MODEL, OLLAMA_API_URL, SUTAZAI_TEST_LLM_URL),
 #    and an X display plus a D-Bus session bus for GUI tests
 # 3. the checks: rustfmt, clippy, the workspace tests without the app (no GUI needed), the
@@ -82,13 +82,16 @@ REDIS_PORT=$(free_port)
 mkdir -p "$RUN_DIR/redis"
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes --dir "$RUN_DIR/redis" \
   --pidfile "$RUN_DIR/redis/redis.pid" --logfile "$RUN_DIR/redis/redis.log" \
-  --save '' --appendonly no
+  --save '' --appendonly yes
 wait_for 10 test -s "$RUN_DIR/redis/redis.pid" || die "redis-server wrote no pid file; see $RUN_DIR/redis/redis.log"
 REDIS_PID=$(cat "$RUN_DIR/redis/redis.pid")
 redis_ready() { [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
 wait_for 10 redis_ready || die "redis-server is not answering on 127.0.0.1:$REDIS_PORT"
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
-log "REDIS_URL=$REDIS_URL (pid $REDIS_PID)"
+# Tests pick the Redis they use explicitly (each under its own key namespace); servers a
+# test starts without asking for Redis run the in-process bus, so REDIS_URL stays unset.
+export SUTAZAI_TEST_REDIS_URL="redis://127.0.0.1:$REDIS_PORT"
+unset REDIS_URL
+log "SUTAZAI_TEST_REDIS_URL=$SUTAZAI_TEST_REDIS_URL (pid $REDIS_PID)"
 
 section "docker"
 if docker info >/dev/null 2>&1; then
@@ -176,7 +179,7 @@ core_crates_gui_free() {
 check "cargo fmt" cargo fmt --all -- --check
 check "core crates free of GUI dependencies" core_crates_gui_free
 check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
-check "cargo test (core, no GUI)" cargo test --workspace --exclude sutazai
+check "cargo test (core, no GUI)" cargo test --no-fail-fast --workspace --exclude sutazai
 check "cargo test (desktop app)" cargo test -p sutazai
 check "dashboard tests" npm --prefix "$ROOT/ui" test --silent
 check "spec examples (Python, unchanged, against sutazai serve)" bash "$ROOT/tests/spec-examples/run.sh"

@@ -12,6 +12,11 @@ mod desktop;
 
 use clap::Parser;
 
+/// mimalloc: messages on the bus are allocated on one thread and freed on another, which
+/// glibc's allocator serialises on an arena lock (see BENCHMARKS.md, message bus).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = sutazai_cli::Cli::parse();
     if cli.command.is_some() {

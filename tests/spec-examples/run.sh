@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the spec's Python examples unchanged against a real `sutazai serve` (the headless
-# build) on localhost:8000, backed by the test LLM. Needs: scripts/setup.sh --test done,
-# the test LLM running (scripts/test-llm.sh start), python3 with requests and websockets.
+# build) on localhost:8000, backed by the test LLM, then its two message-bus examples as
+# curl requests (messages.sh). Needs: scripts/setup.sh --test done,
+# the test LLM running (scripts/test-llm.sh start), python3 with requests and websockets, curl.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
 cd "$ROOT"
@@ -21,3 +22,4 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 python3 tests/spec-examples/run.py || { echo "--- server log:"; tail -50 "$LOG"; exit 1; }
+bash tests/spec-examples/messages.sh || { echo "--- server log:"; tail -50 "$LOG"; exit 1; }

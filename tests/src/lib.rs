@@ -6,8 +6,13 @@
 //! - [`headless_binary`]: the `sutazai-headless` executable, for tests that must kill a
 //!   real server process.
 //!
+//! - [`redis_server`]: a real `redis-server` (the one `.ci/run` started, or a private one).
+//!
 //! Nothing here fakes a part: when node, the model or the binary cannot be had, the
 //! helpers fail the test with a message that says what to install.
+
+#[path = "../../src-tauri/crates/bus/tests/common/mod.rs"]
+pub mod redis_server;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -20,7 +25,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use sutazai_agents::Registry;
 use sutazai_api::{ApiConfig, AppState};
-use sutazai_bus::Bus;
+use sutazai_bus::{Bus, BusConfig};
 use sutazai_llm::{OllamaProvider, Provider, ProviderOptions};
 use sutazai_orchestrator::{Orchestrator, OrchestratorConfig};
 use sutazai_store::Journal;
@@ -174,7 +179,7 @@ impl Stack {
             Registry::builtin(),
             providers,
             journal,
-            Bus::default(),
+            Bus::in_process(BusConfig::default()),
         )
         .await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -300,7 +305,10 @@ pub fn headless_command(bin: &Path, llm: &str, port: u16, data: &Path) -> Comman
         .env("SUTAZAI_MAX_TOKENS", "24")
         .env("LOG_LEVEL", "warn")
         .env_remove("SUTAZAI_CONFIG")
-        .env_remove("SUTAZAI_API_URL");
+        .env_remove("SUTAZAI_API_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("SUTAZAI_BUS_KEY")
+        .env_remove("SUTAZAI_LOCAL_AGENTS");
     command
 }
 

@@ -142,7 +142,7 @@ async fn every_pattern_completes_on_the_real_model() {
     assert_steps_measured(&s);
 
     // Swarm: rounds of every agent, seeing each other's results over the bus, then votes.
-    let published_before = stack.orchestrator.bus().stats().published;
+    let published_before = stack.orchestrator.bus().stats().await.unwrap().published;
     let task = run(
         &stack,
         json!({
@@ -178,7 +178,7 @@ async fn every_pattern_completes_on_the_real_model() {
             .unwrap()
             .contains(r1["output"].as_str().unwrap().trim())
     );
-    assert!(stack.orchestrator.bus().stats().published >= published_before + 6);
+    assert!(stack.orchestrator.bus().stats().await.unwrap().published >= published_before + 6);
     let winner = task["result"]["winner"].as_str().unwrap();
     assert!(agents.iter().any(|a| a == winner));
     for v in s.iter().filter(|x| x["kind"] == "vote") {

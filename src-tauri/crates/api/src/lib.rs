@@ -6,8 +6,10 @@
 //!   [`serve`] runs it on a listener until a shutdown future resolves.
 //! - `error`: the one error type; every failure reaches clients as `{code, message}`.
 //! - `extract`: JSON and query extractors whose rejections are `{code, message}` too.
-//! - `routes`: REST handlers; `ws`: the two WebSocket endpoints; `health`: the health
-//!   computation shared by `/health`, `/status` and the `system_status` event.
+//! - `routes`: REST handlers; `messages`: the message-bus routes (send, broadcast, dead
+//!   letters, `/workers`, the bus section of `/status`); `ws`: the two WebSocket
+//!   endpoints; `health`: the health computation shared by `/health`, `/status` and the
+//!   `system_status` event.
 //! - `openapi`: the OpenAPI document.
 //!
 //! Only this crate knows HTTP and JSON DTOs; the orchestrator's types are serialised as
@@ -16,6 +18,7 @@
 mod error;
 mod extract;
 mod health;
+mod messages;
 mod openapi;
 mod routes;
 mod ws;
@@ -45,8 +48,6 @@ pub struct ApiConfig {
     pub heartbeat_interval: Duration,
     /// The built dashboard (`ui/dist`), served at `/` when present.
     pub ui_dir: Option<PathBuf>,
-    /// `REDIS_URL`, reported by `/status` (the in-process bus is used in this version).
-    pub redis_url: Option<String>,
 }
 
 impl Default for ApiConfig {
@@ -54,7 +55,6 @@ impl Default for ApiConfig {
         ApiConfig {
             heartbeat_interval: Duration::from_secs(30),
             ui_dir: None,
-            redis_url: None,
         }
     }
 }
@@ -95,8 +95,21 @@ pub fn app(state: AppState) -> Router {
             get(routes::get_task).delete(routes::cancel_task),
         )
         .route("/tasks/{task_id}/approve", post(routes::approve_task))
-        .route("/messages/send", post(routes::send_message))
-        .route("/messages/broadcast", post(routes::broadcast_message))
+        .route("/messages/send", post(messages::send_message))
+        .route("/messages/broadcast", post(messages::broadcast_message))
+        .route(
+            "/messages/dead-letters",
+            get(messages::list_dead_letters).delete(messages::purge_dead_letters),
+        )
+        .route(
+            "/messages/dead-letters/{id}",
+            get(messages::get_dead_letter).delete(messages::delete_dead_letter),
+        )
+        .route(
+            "/messages/dead-letters/{id}/replay",
+            post(messages::replay_dead_letter),
+        )
+        .route("/workers", get(messages::workers))
         .route("/infrastructure/status", get(routes::infrastructure_status))
         .route("/infrastructure/deploy-all", post(routes::deploy_all))
         .route(

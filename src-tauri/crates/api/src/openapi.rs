@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes;
+use crate::{messages, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,8 +23,14 @@ use crate::routes;
         routes::get_task,
         routes::cancel_task,
         routes::approve_task,
-        routes::send_message,
-        routes::broadcast_message,
+        messages::send_message,
+        messages::broadcast_message,
+        messages::list_dead_letters,
+        messages::get_dead_letter,
+        messages::replay_dead_letter,
+        messages::delete_dead_letter,
+        messages::purge_dead_letters,
+        messages::workers,
         routes::infrastructure_status,
         routes::deploy_all,
         routes::control_service,
@@ -36,6 +42,16 @@ use crate::routes;
         sutazai_core::Task,
         sutazai_core::Step,
         sutazai_core::Message,
+        messages::SendRequest,
+        messages::Sent,
+        messages::DeadLetterList,
+        messages::Replayed,
+        messages::Purged,
+        messages::Workers,
+        sutazai_bus::DeadLetter,
+        sutazai_bus::DeadReason,
+        sutazai_bus::NodeInfo,
+        sutazai_bus::QueueDepth,
     ))
 )]
 struct Document;

@@ -1,21 +1,20 @@
-//! REST handlers for the system description's routes plus task approval.
+//! REST handlers for the system description's routes plus task approval; the message-bus
+//! routes are in `messages`.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
-use sutazai_core::{
-    AgentState, CommunicationPattern, Message, MessageType, Priority, TaskRequest, TaskStatus, ids,
-};
+use serde_json::{Value, json};
+use sutazai_core::{AgentState, TaskRequest, TaskStatus};
 use sutazai_orchestrator::{AgentAction, AgentInfo, Analytics, TaskDetail, TaskFilter};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
-use crate::health;
+use crate::{health, messages};
 
 /// Most tasks one list returns.
 const MAX_LIMIT: usize = 1000;
@@ -31,7 +30,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<health::Health
 pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
     let health = health::check(&state).await;
     let stats = state.orchestrator.stats();
-    let bus = state.orchestrator.bus().stats();
+    let message_bus = messages::bus_status(state.orchestrator.bus()).await;
     let agents = state.orchestrator.agents();
     let count = |s: AgentState| agents.iter().filter(|a| a.status == s).count();
     Json(json!({
@@ -56,13 +55,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
         },
         "llm": health.llm,
         "journal": {"ok": health.journal_ok},
-        "message_bus": {
-            "transport": "in_process",
-            "redis_url_configured": state.config.redis_url.is_some(),
-            "published": bus.published,
-            "delivered": bus.delivered,
-            "topics": bus.topics,
-        },
+        "message_bus": message_bus,
         "infrastructure": {
             "available": false,
             "reason": "container management is not part of this version",
@@ -288,112 +281,6 @@ pub(crate) async fn approve_task(
         "pending_approvals": task.pending_approvals(),
         "approvals": task.approvals,
     })))
-}
-
-/// `?sender_id=` of the message routes.
-#[derive(Debug, Deserialize, IntoParams)]
-pub(crate) struct SenderQuery {
-    /// Who sends (default `api`).
-    sender_id: Option<String>,
-}
-
-/// Body of `POST /messages/send` and `/messages/broadcast`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SendRequest {
-    /// Recipient agent (point-to-point, request-response).
-    recipient_id: Option<String>,
-    /// What the message is about.
-    message_type: MessageType,
-    /// Routing pattern (default point-to-point; broadcast for `/messages/broadcast`).
-    pattern: Option<CommunicationPattern>,
-    /// Delivery priority.
-    #[serde(default)]
-    priority: Priority,
-    /// Topic for pub-sub.
-    topic: Option<String>,
-    /// Content.
-    #[serde(default)]
-    payload: Map<String, Value>,
-    /// Extras.
-    #[serde(default)]
-    metadata: Map<String, Value>,
-    /// Not delivered after this.
-    expires_at: Option<DateTime<Utc>>,
-}
-
-fn publish(
-    state: &AppState,
-    sender: Option<String>,
-    body: SendRequest,
-    pattern: CommunicationPattern,
-) -> Result<Json<Value>, ApiError> {
-    if let Some(recipient) = body.recipient_id.as_deref()
-        && matches!(
-            pattern,
-            CommunicationPattern::PointToPoint | CommunicationPattern::RequestResponse
-        )
-        && state.orchestrator.agent(recipient).is_err()
-    {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "agent_not_found",
-            format!("recipient `{recipient}` is not a registered agent"),
-        ));
-    }
-    let message = Message {
-        id: ids::new_id(),
-        sender_id: sender.unwrap_or_else(|| "api".to_owned()),
-        recipient_id: body.recipient_id,
-        message_type: body.message_type,
-        pattern,
-        priority: body.priority,
-        topic: body.topic,
-        payload: body.payload,
-        metadata: body.metadata,
-        created_at: Utc::now(),
-        expires_at: body.expires_at,
-    };
-    let id = message.id.clone();
-    let delivery = state.orchestrator.bus().publish(message).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_message",
-            e.to_string(),
-        )
-    })?;
-    Ok(Json(json!({
-        "message_id": id,
-        "status": "sent",
-        "pattern": pattern,
-        "delivered": delivery.delivered,
-    })))
-}
-
-/// `POST /messages/send`.
-#[utoipa::path(post, path = "/messages/send", params(SenderQuery), request_body = SendRequest, responses((status = 200, description = "Sent")))]
-pub(crate) async fn send_message(
-    State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<SenderQuery>,
-    ApiJson(body): ApiJson<SendRequest>,
-) -> Result<Json<Value>, ApiError> {
-    let pattern = body.pattern.unwrap_or_default();
-    publish(&state, query.sender_id, body, pattern)
-}
-
-/// `POST /messages/broadcast`.
-#[utoipa::path(post, path = "/messages/broadcast", params(SenderQuery), request_body = SendRequest, responses((status = 200, description = "Sent")))]
-pub(crate) async fn broadcast_message(
-    State(state): State<AppState>,
-    ApiQuery(query): ApiQuery<SenderQuery>,
-    ApiJson(body): ApiJson<SendRequest>,
-) -> Result<Json<Value>, ApiError> {
-    publish(
-        &state,
-        query.sender_id,
-        body,
-        CommunicationPattern::Broadcast,
-    )
 }
 
 fn docker_unavailable() -> ApiError {

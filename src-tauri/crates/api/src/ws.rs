@@ -5,6 +5,11 @@
 //! {"system_health", "active_tasks", …}}`, `{"type": "task_completed", "task_name", …}`,
 //! `{"type": "alert", "message", "severity"}`. Each loop ends when the client leaves or the
 //! server shuts down.
+//!
+//! `/ws/agent/{id}` watches the bus as an observer (`Filter::Agent`: the agent's inbox and
+//! broadcasts): it sees each message as `{"type": "message", "message": …}` without
+//! taking it from the agent. If the bus cannot be observed the client gets
+//! `{"type": "error", "code", "message"}` once and still receives the agent's events.
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
@@ -12,10 +17,11 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sutazai_bus::Received;
+use sutazai_bus::{BusError, Filter};
 use sutazai_core::AgentState;
 use sutazai_orchestrator::Event;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::mpsc;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -136,9 +142,66 @@ pub(crate) async fn agent(
         .into_response())
 }
 
+/// Messages an observer forwards to one socket before it waits for the socket.
+const OBSERVED_BUFFER: usize = 64;
+
+/// Stops a socket's observer task when the socket's loop ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Observes what `agent_id` receives in a task of its own (so the socket loop only ever
+/// waits on a channel, which loses nothing when another event wins the `select!`) and
+/// hands each message over as its `{"type": "message"}` frame.
+async fn observe(
+    state: &AppState,
+    agent_id: &str,
+) -> Result<(mpsc::Receiver<Value>, AbortOnDrop), BusError> {
+    let mut observer = state
+        .orchestrator
+        .bus()
+        .observe(Filter::Agent(agent_id.to_owned()))
+        .await?;
+    let (tx, rx) = mpsc::channel(OBSERVED_BUFFER);
+    let pump = tokio::spawn(async move {
+        while let Some(delivery) = observer.next().await {
+            let frame = json!({"type": "message", "message": &*delivery.message});
+            if tx.send(frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok((rx, AbortOnDrop(pump)))
+}
+
+/// The next observed message; never resolves when there is none to come (no observer, or
+/// the bus shut down), so the socket's other events keep flowing.
+async fn next_observed(observed: &mut Option<mpsc::Receiver<Value>>) -> Value {
+    if let Some(rx) = observed.as_mut()
+        && let Some(frame) = rx.recv().await
+    {
+        return frame;
+    }
+    *observed = None;
+    std::future::pending().await
+}
+
 async fn agent_loop(mut socket: WebSocket, state: AppState, agent_id: String) {
     let mut events = state.orchestrator.subscribe();
-    let mut inbox = state.orchestrator.bus().subscribe_agent(&agent_id);
+    let (mut observed, _observer) = match observe(&state, &agent_id).await {
+        Ok((rx, guard)) => (Some(rx), Some(guard)),
+        Err(e) => {
+            let error = json!({"type": "error", "code": e.code(), "message": e.to_string()});
+            if !send(&mut socket, &error).await {
+                return;
+            }
+            (None, None)
+        }
+    };
     let mut tick = tokio::time::interval(state.config.heartbeat_interval);
     loop {
         tokio::select! {
@@ -158,16 +221,9 @@ async fn agent_loop(mut socket: WebSocket, state: AppState, agent_id: String) {
                 }
                 Err(RecvError::Closed) => break,
             },
-            received = inbox.recv() => match received {
-                Some(Received::Message(message)) => {
-                    let value = json!({"type": "message", "message": &*message});
-                    if !send(&mut socket, &value).await { return; }
-                }
-                Some(Received::Lagged(missed)) => {
-                    if !send(&mut socket, &json!({"type": "lagged", "missed": missed})).await { return; }
-                }
-                None => break,
-            },
+            message = next_observed(&mut observed) => {
+                if !send(&mut socket, &message).await { return; }
+            }
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return,
                 Some(Ok(_)) => {}

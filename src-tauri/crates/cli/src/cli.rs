@@ -47,6 +47,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the orchestration API and dashboard until Ctrl-C or SIGTERM.
     Serve,
+    /// Execute agent steps from the Redis message bus (REDIS_URL) alongside `serve`
+    /// processes, until Ctrl-C or SIGTERM.
+    Worker {
+        /// `all`, or agent ids separated by commas.
+        #[arg(long, default_value = "all", value_name = "IDS|all")]
+        agents: String,
+    },
     /// Submit, inspect, cancel and approve tasks on a running server.
     #[command(subcommand)]
     Task(TaskCmd),
@@ -202,7 +209,9 @@ pub(crate) async fn run_client(
     match command {
         Command::Task(cmd) => run_task(cmd, client, json_output).await,
         Command::Agents(cmd) => run_agents(cmd, client, json_output).await,
-        Command::Serve | Command::Doctor | Command::Models(_) => bail!("not a client command"),
+        Command::Serve | Command::Worker { .. } | Command::Doctor | Command::Models(_) => {
+            bail!("not a client command")
+        }
     }
 }
 

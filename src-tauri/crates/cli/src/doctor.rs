@@ -543,8 +543,8 @@ async fn redis_check(settings: &Settings) -> Check {
         }
     };
     let shown = redact(&url);
-    let note =
-        "this version still uses the in-process bus; REDIS_URL is recorded for the Redis transport";
+    let note = "the message bus runs on Redis Streams here; `sutazai worker` processes join \
+                the same REDIS_URL and SUTAZAI_BUS_KEY (or share the data directory's bus.key)";
     let result = tokio::time::timeout(PROBE_TIMEOUT, async {
         match url.scheme() {
             "redis" => {
@@ -594,7 +594,7 @@ async fn redis_check(settings: &Settings) -> Check {
 }
 
 /// A URL with its password replaced, for display.
-fn redact(url: &Url) -> String {
+pub(crate) fn redact(url: &Url) -> String {
     let mut shown = url.clone();
     if shown.password().is_some() {
         let _ = shown.set_password(Some("***"));

@@ -11,6 +11,8 @@
 //! - [`cli`]: the clap definitions ([`Cli`]) and the client subcommands (`task ...`,
 //!   `agents ...`), which talk to a running server over HTTP through [`client`].
 //! - [`doctor`]: `sutazai doctor`, the environment check with fix hints.
+//! - [`node`]: joining the message bus (in-process or Redis, key, limits, heartbeats) and
+//!   `sutazai worker`, which executes agent steps from a Redis bus.
 //! - [`output`]: tables and formatting for human-readable output.
 //!
 //! [`main_with`] is the entry point of both binaries: it builds one multi-thread tokio
@@ -21,6 +23,7 @@ pub mod cli;
 pub mod client;
 pub mod doctor;
 pub mod models;
+pub mod node;
 pub mod output;
 pub mod serve;
 pub mod settings;
@@ -59,6 +62,11 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
             init_tracing(&settings.log_level);
             runtime()?.block_on(serve::run_server(settings, serve::shutdown_signal(), None))
+        }
+        Command::Worker { agents } => {
+            let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+            init_tracing(&settings.log_level);
+            runtime()?.block_on(node::run_worker(settings, agents, serve::shutdown_signal()))
         }
         Command::Doctor => {
             init_tracing(&client_log_level());

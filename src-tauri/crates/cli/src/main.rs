@@ -4,6 +4,11 @@
 use clap::Parser as _;
 use sutazai_cli::Cli;
 
+/// mimalloc: messages on the bus are allocated on one thread and freed on another, which
+/// glibc's allocator serialises on an arena lock (see BENCHMARKS.md, message bus).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     sutazai_cli::main_with(Cli::parse())
 }

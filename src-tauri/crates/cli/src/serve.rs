@@ -21,9 +21,8 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use sutazai_agents::Registry;
 use sutazai_api::{ApiConfig, AppState};
-use sutazai_bus::Bus;
 use sutazai_llm::{OllamaProvider, OpenAiProvider, Provider, ProviderOptions};
-use sutazai_orchestrator::{AgentBinding, Orchestrator, OrchestratorConfig};
+use sutazai_orchestrator::{AgentBinding, LocalAgents, Orchestrator, OrchestratorConfig};
 use sutazai_store::Journal;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -241,22 +240,30 @@ async fn serve_bound(
             return Err(e);
         }
     };
-    let bus = Bus::default();
+    let bus = match crate::node::connect_bus(&settings).await {
+        Ok(bus) => bus,
+        Err(e) => {
+            journal.close().await;
+            return Err(e);
+        }
+    };
     let orchestrator = match Orchestrator::start(
         orchestrator_config(&settings),
         registry,
         providers,
         journal.clone(),
-        bus,
+        bus.clone(),
     )
     .await
     {
         Ok(orchestrator) => orchestrator,
         Err(e) => {
+            bus.shutdown();
             journal.close().await;
             return Err(e).context("starting the orchestrator");
         }
     };
+    crate::node::announce(&bus, "serve", orchestrator.executor().cloned());
 
     let state = AppState::new(orchestrator.clone(), api_config(&settings));
     let url = client_url(addr);
@@ -274,6 +281,7 @@ async fn serve_bound(
     let served = sutazai_api::serve(listener, state, shutdown).await;
     tracing::info!("stopping the orchestrator; unfinished tasks resume at the next start");
     orchestrator.shutdown().await;
+    bus.shutdown();
     drop(lock);
     served.with_context(|| format!("serving the API on {addr}"))
 }
@@ -372,6 +380,7 @@ pub fn orchestrator_config(settings: &Settings) -> OrchestratorConfig {
         step_timeout: settings.step_timeout,
         max_attempts: settings.max_attempts,
         swarm_rounds: settings.swarm_rounds,
+        local_agents: LocalAgents::parse(&settings.local_agents),
         ..OrchestratorConfig::default()
     }
 }
@@ -381,7 +390,6 @@ pub fn api_config(settings: &Settings) -> ApiConfig {
     ApiConfig {
         heartbeat_interval: settings.heartbeat_interval,
         ui_dir: settings.ui_dir.clone(),
-        redis_url: settings.redis_url.clone(),
     }
 }
 

@@ -107,6 +107,15 @@ const KEYS: &[Key] = &[
     Key::new("max_attempts", "SUTAZAI_MAX_ATTEMPTS"),
     Key::new("swarm_rounds", "SUTAZAI_SWARM_ROUNDS"),
     Key::new("ui_dir", "SUTAZAI_UI_DIR"),
+    Key::new("bus_key", "SUTAZAI_BUS_KEY"),
+    Key::new("bus_encrypt", "SUTAZAI_BUS_ENCRYPT"),
+    Key::new("bus_compress_above", "SUTAZAI_BUS_COMPRESS_ABOVE"),
+    Key::new("bus_rate_limit", "SUTAZAI_BUS_RATE_LIMIT"),
+    Key::new("bus_rate_burst", "SUTAZAI_BUS_RATE_BURST"),
+    Key::new("bus_max_attempts", "SUTAZAI_BUS_MAX_ATTEMPTS"),
+    Key::new("bus_visibility_timeout", "SUTAZAI_BUS_VISIBILITY_TIMEOUT"),
+    Key::new("local_agents", "SUTAZAI_LOCAL_AGENTS"),
+    Key::new("bus_namespace", "SUTAZAI_BUS_NAMESPACE"),
 ];
 
 /// Top-level file keys that have no environment variable.
@@ -387,8 +396,31 @@ pub struct Settings {
     pub host: String,
     /// Port the API binds (`ORCHESTRATION_API_PORT`, 1–65535).
     pub port: u16,
-    /// `REDIS_URL`: recorded and reported; this version uses the in-process bus.
+    /// `REDIS_URL`: when set, the message bus runs on Redis Streams there (shared with
+    /// `sutazai worker` processes); otherwise it is in-process.
     pub redis_url: Option<String>,
+    /// `SUTAZAI_BUS_KEY`: base64 of the 32-byte bus master key (signing and encryption);
+    /// unset: `<data dir>/bus.key`, created with mode 0600 on first use.
+    pub bus_key: Option<Secret>,
+    /// `SUTAZAI_BUS_ENCRYPT` (default true): AES-256-GCM on message payloads crossing Redis.
+    pub bus_encrypt: bool,
+    /// `SUTAZAI_BUS_COMPRESS_ABOVE` (bytes, default 1024): zstd above this body size.
+    pub bus_compress_above: usize,
+    /// `SUTAZAI_BUS_RATE_LIMIT` (messages/s per sender through the API, default 100; 0 = off).
+    pub bus_rate_limit: f64,
+    /// `SUTAZAI_BUS_RATE_BURST` (≥ 1, default 200).
+    pub bus_rate_burst: u32,
+    /// `SUTAZAI_BUS_MAX_ATTEMPTS` (≥ 1, default 5): deliveries before a message is dead-lettered.
+    pub bus_max_attempts: u32,
+    /// `SUTAZAI_BUS_VISIBILITY_TIMEOUT` (seconds, ≥ 1, default 30): how long a delivered,
+    /// unacknowledged message stays with its consumer before another may take it.
+    pub bus_visibility_timeout: Duration,
+    /// `SUTAZAI_LOCAL_AGENTS`: `all` (default), `none`, or agent ids separated by commas —
+    /// the agents `serve` executes itself; the rest need a `sutazai worker`.
+    pub local_agents: String,
+    /// `SUTAZAI_BUS_NAMESPACE` (default `sutazai`): prefix of every Redis key, so separate
+    /// SutazAI installations can share one Redis.
+    pub bus_namespace: String,
     /// `LOG_LEVEL`: a level (`info`) or a `RUST_LOG`-style filter (`info,sutazai=debug`).
     pub log_level: String,
     /// `ENABLE_AUTH`. Authentication is not implemented yet, so `serve` refuses to start
@@ -760,6 +792,48 @@ impl Reader<'_> {
             step_timeout: Duration::from_secs(self.positive("step_timeout")?.unwrap_or(300)),
             max_attempts: self.positive("max_attempts")?.unwrap_or(3),
             swarm_rounds: self.positive("swarm_rounds")?.unwrap_or(2),
+            bus_key: self.string("bus_key")?.map(Secret::new),
+            bus_encrypt: self.bool("bus_encrypt")?.unwrap_or(true),
+            bus_compress_above: self
+                .parse_with("bus_compress_above", |s| {
+                    s.parse::<usize>().map_err(|e| e.to_string())
+                })?
+                .unwrap_or(1024),
+            bus_rate_limit: self
+                .parse_with("bus_rate_limit", |s| {
+                    let rate: f64 = s
+                        .parse()
+                        .map_err(|e: std::num::ParseFloatError| e.to_string())?;
+                    if !rate.is_finite() || rate < 0.0 {
+                        return Err(
+                            "must be a number of messages per second, 0 or more (0 = no limit)"
+                                .to_owned(),
+                        );
+                    }
+                    Ok(rate)
+                })?
+                .unwrap_or(100.0),
+            bus_rate_burst: self.positive("bus_rate_burst")?.unwrap_or(200),
+            bus_max_attempts: self.positive("bus_max_attempts")?.unwrap_or(5),
+            bus_visibility_timeout: Duration::from_secs(
+                self.positive("bus_visibility_timeout")?.unwrap_or(30),
+            ),
+            local_agents: self
+                .string("local_agents")?
+                .unwrap_or_else(|| "all".to_owned()),
+            bus_namespace: self
+                .parse_with("bus_namespace", |s| {
+                    if s.is_empty()
+                        || s.len() > 64
+                        || !s
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+                    {
+                        return Err("use 1 to 64 of A-Z a-z 0-9 - _ . :".to_owned());
+                    }
+                    Ok(s.to_owned())
+                })?
+                .unwrap_or_else(|| "sutazai".to_owned()),
             ui_dir,
             default_provider,
             providers,

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use sutazai_agents::Registry;
-use sutazai_bus::Bus;
+use sutazai_bus::{Bus, BusConfig};
 use sutazai_core::{Constraints, CoordinationPattern, Priority, TaskRequest, TaskStatus};
 use sutazai_llm::{InstantProvider, Provider};
 use sutazai_orchestrator::{Orchestrator, OrchestratorConfig};
@@ -53,7 +53,7 @@ async fn start(dir: &std::path::Path, max_concurrent: usize) -> Orchestrator {
         Registry::builtin(),
         providers,
         journal,
-        Bus::default(),
+        Bus::in_process(BusConfig::default()),
     )
     .await
     .expect("start orchestrator")

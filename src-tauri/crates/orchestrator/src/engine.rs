@@ -25,6 +25,7 @@ use crate::backoff::Backoff;
 use crate::breaker::BreakerConfig;
 use crate::error::{OrchestratorError, TaskFailure};
 use crate::event::Event;
+use crate::executor::{Executor, ServedAgent};
 use crate::queue::RunQueue;
 use crate::roster::{Roster, TrackRecord};
 
@@ -66,6 +67,46 @@ pub struct OrchestratorConfig {
     pub swarm_rounds: u32,
     /// Live events buffered per subscriber before it is told it lagged.
     pub event_capacity: usize,
+    /// Agents whose steps this process executes itself (`SUTAZAI_LOCAL_AGENTS`); the
+    /// others need a `sutazai worker` on the same bus.
+    pub local_agents: LocalAgents,
+}
+
+/// Which agents a process executes steps for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum LocalAgents {
+    /// Every registered agent.
+    #[default]
+    All,
+    /// None: steps wait for workers.
+    None,
+    /// These agents.
+    Only(Vec<String>),
+}
+
+impl LocalAgents {
+    /// Parses `all`, `none` or a comma-separated list of agent ids.
+    pub fn parse(text: &str) -> LocalAgents {
+        match text.trim() {
+            "" | "all" => LocalAgents::All,
+            "none" => LocalAgents::None,
+            list => LocalAgents::Only(
+                list.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether `agent` is included.
+    pub fn includes(&self, agent: &str) -> bool {
+        match self {
+            LocalAgents::All => true,
+            LocalAgents::None => false,
+            LocalAgents::Only(ids) => ids.iter().any(|i| i == agent),
+        }
+    }
 }
 
 impl Default for OrchestratorConfig {
@@ -84,6 +125,7 @@ impl Default for OrchestratorConfig {
             default_max_agents: 5,
             swarm_rounds: 2,
             event_capacity: 4096,
+            local_agents: LocalAgents::All,
         }
     }
 }
@@ -245,6 +287,7 @@ pub(crate) struct Inner {
     pub(crate) providers: HashMap<String, Arc<dyn Provider>>,
     pub(crate) journal: Journal,
     pub(crate) bus: Bus,
+    executor: Option<Executor>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) live: Mutex<HashMap<String, Live>>,
     queue: RunQueue,
@@ -312,6 +355,25 @@ impl Orchestrator {
                 });
             }
         }
+        if let LocalAgents::Only(ids) = &config.local_agents
+            && let Some(unknown) = ids.iter().find(|id| registry.get(id).is_none())
+        {
+            return Err(OrchestratorError::invalid(
+                "SUTAZAI_LOCAL_AGENTS",
+                format!("`{unknown}` is not a registered agent"),
+            ));
+        }
+        let shutdown = CancellationToken::new();
+        let served: Vec<ServedAgent> = registry
+            .iter()
+            .filter(|spec| config.local_agents.includes(&spec.id))
+            .map(|spec| ServedAgent {
+                id: spec.id.clone(),
+                max_concurrency: spec.max_concurrency,
+            })
+            .collect();
+        let executor = (!served.is_empty())
+            .then(|| Executor::start(bus.clone(), served, providers.clone(), shutdown.clone()));
         let (events, _) = broadcast::channel(config.event_capacity.max(16));
         let inner = Arc::new(Inner {
             slots: Arc::new(Semaphore::new(config.max_concurrent_tasks)),
@@ -321,10 +383,11 @@ impl Orchestrator {
             providers,
             journal,
             bus,
+            executor,
             events,
             live: Mutex::new(HashMap::new()),
             queue: RunQueue::default(),
-            shutdown: CancellationToken::new(),
+            shutdown,
             tracker: TaskTracker::new(),
             started: Instant::now(),
             submitted: AtomicU64::new(0),
@@ -705,6 +768,11 @@ impl Orchestrator {
         &self.inner.bus
     }
 
+    /// The executor running this process's local agents, if any.
+    pub fn executor(&self) -> Option<&Executor> {
+        self.inner.executor.as_ref()
+    }
+
     /// The configured providers, by name.
     pub fn providers(&self) -> &HashMap<String, Arc<dyn Provider>> {
         &self.inner.providers
@@ -878,6 +946,9 @@ impl Orchestrator {
         self.inner.shutdown.cancel();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+        if let Some(executor) = &self.inner.executor {
+            executor.stopped(Duration::from_secs(5)).await;
+        }
         self.inner.journal.close().await;
     }
 }

@@ -76,15 +76,15 @@ impl OrchestratorError {
 #[error("{code}: {message}")]
 pub struct TaskFailure {
     /// Stable code (`llm_timeout`, `deadline_exceeded`, `invalid_plan`, …).
-    pub code: &'static str,
+    pub code: String,
     /// What happened, naming the step and agent where there is one.
     pub message: String,
 }
 
 impl TaskFailure {
-    pub(crate) fn new(code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
         TaskFailure {
-            code,
+            code: code.into(),
             message: message.into(),
         }
     }

@@ -10,6 +10,9 @@
 //! - [`queue`]: the priority queue behind `MAX_CONCURRENT_TASKS`.
 //! - [`breaker`], [`backoff`]: fault-tolerance building blocks.
 //! - [`event`]: live events for WebSockets and the UI.
+//! - [`dispatch`]: steps travel over the message bus as request-response messages;
+//!   [`executor`] consumes agents' inboxes and runs them (in `serve` for local agents, in
+//!   `sutazai worker` processes elsewhere).
 //!
 //! # Durability
 //! A task is journaled before `submit` returns. Each step is journaled as started before
@@ -19,9 +22,11 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod dispatch;
 mod engine;
 pub mod error;
 pub mod event;
+pub mod executor;
 mod prompt;
 pub mod queue;
 pub mod roster;
@@ -29,7 +34,7 @@ mod run;
 pub mod select;
 
 pub use engine::{
-    AgentAction, AgentBinding, AgentInfo, AgentPerformance, Analytics, Orchestrator,
+    AgentAction, AgentBinding, AgentInfo, AgentPerformance, Analytics, LocalAgents, Orchestrator,
     OrchestratorConfig, OrchestratorStats, TaskDetail, TaskFilter,
 };
 pub use error::{OrchestratorError, TaskFailure};

@@ -18,18 +18,22 @@ use chrono::Utc;
 use futures::future::try_join_all;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sutazai_bus::Received;
 use sutazai_core::{
     AgentState, CommunicationPattern, CoordinationPattern, Message, MessageType, Priority, Step,
     StepKind, StepStatus, Task, TaskStatus, ids,
 };
-use sutazai_llm::{ChatMessage, ChatRequest, LlmError, Role};
+use sutazai_llm::{ChatMessage, ChatRequest, Role};
 use tokio_util::sync::CancellationToken;
 
+use crate::dispatch::{self, DispatchError, StepRequest};
 use crate::engine::Inner;
 use crate::error::TaskFailure;
 use crate::event::Event;
 use crate::prompt;
+
+/// How long a swarm round waits for the bus to deliver the round's results after the
+/// last agent finished.
+const ROUND_COLLECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Checks a structured step's answer beyond its schema; `Err` says what is wrong.
 type Validator<'a> = dyn Fn(&str) -> Result<(), String> + Send + Sync + 'a;
@@ -52,7 +56,12 @@ pub(crate) struct Run {
 
 /// Why one attempt failed.
 enum AttemptError {
-    Llm(LlmError),
+    /// The executor that ran the step reported a failure.
+    Remote {
+        code: String,
+        message: String,
+        retryable: bool,
+    },
     Timeout,
     InvalidJson(String),
     CircuitOpen,
@@ -61,16 +70,16 @@ enum AttemptError {
 impl AttemptError {
     fn retryable(&self) -> bool {
         match self {
-            AttemptError::Llm(e) => e.is_retryable(),
+            AttemptError::Remote { retryable, .. } => *retryable,
             AttemptError::Timeout | AttemptError::InvalidJson(_) | AttemptError::CircuitOpen => {
                 true
             }
         }
     }
 
-    fn code(&self) -> &'static str {
+    fn code(&self) -> &str {
         match self {
-            AttemptError::Llm(e) => e.code(),
+            AttemptError::Remote { code, .. } => code,
             AttemptError::Timeout => "step_timeout",
             AttemptError::InvalidJson(_) => "invalid_json",
             AttemptError::CircuitOpen => "circuit_open",
@@ -79,7 +88,7 @@ impl AttemptError {
 
     fn message(&self) -> String {
         match self {
-            AttemptError::Llm(e) => e.to_string(),
+            AttemptError::Remote { message, .. } => message.clone(),
             AttemptError::Timeout => "the model call timed out".into(),
             AttemptError::InvalidJson(why) => format!("the model's JSON was unusable: {why}"),
             AttemptError::CircuitOpen => "the agent's circuit breaker is open".into(),
@@ -311,7 +320,15 @@ impl Run {
         let topic = format!("swarm.{}", self.task.id);
         let mut peers: Vec<(String, String)> = Vec::new();
         for round in 0..rounds {
-            let mut subscription = self.inner.bus.subscribe(&[topic.as_str()]);
+            // A subscription of this round only: created before anyone publishes, so it
+            // holds exactly what the bus delivered for the round.
+            let name = format!("swarm-{}-{round}", self.task.id);
+            let mut subscription = self
+                .inner
+                .bus
+                .subscribe_topics(&name, &[topic.as_str()])
+                .await
+                .map_err(|e| TaskFailure::new(e.code(), format!("swarm round {round}: {e}")))?;
             let own = try_join_all(agents.iter().map(|agent| {
                 let key = format!("round/{round}/{agent}");
                 let seen: Vec<(String, String)> =
@@ -327,25 +344,34 @@ impl Run {
                             None,
                         )
                         .await?;
-                    self.publish_round(&topic, round, agent, &out);
+                    self.publish_round(&topic, round, agent, &out).await;
                     Ok::<_, TaskFailure>((agent.clone(), out))
                 }
             }))
             .await?;
             // What the agents see next round is what the bus delivered this round.
             let mut delivered: BTreeMap<String, String> = BTreeMap::new();
-            while let Some(received) = subscription.try_recv() {
-                if let Received::Message(m) = received {
-                    let this_round =
-                        m.payload.get("round").and_then(Value::as_u64) == Some(u64::from(round));
-                    if let (true, Some(Value::String(a)), Some(Value::String(o))) = (
-                        this_round,
-                        m.payload.get("agent_id"),
-                        m.payload.get("output"),
-                    ) {
-                        delivered.insert(a.clone(), o.clone());
-                    }
+            let deadline = tokio::time::Instant::now() + ROUND_COLLECT_TIMEOUT;
+            while delivered.len() < own.len() {
+                let Ok(Some(d)) = tokio::time::timeout_at(deadline, subscription.next()).await
+                else {
+                    break;
+                };
+                let m = d.message.clone();
+                let _ = d.ack().await;
+                let this_round =
+                    m.payload.get("round").and_then(Value::as_u64) == Some(u64::from(round));
+                if let (true, Some(Value::String(a)), Some(Value::String(o))) = (
+                    this_round,
+                    m.payload.get("agent_id"),
+                    m.payload.get("output"),
+                ) {
+                    delivered.insert(a.clone(), o.clone());
                 }
+            }
+            drop(subscription);
+            if let Err(e) = self.inner.bus.unsubscribe(&name).await {
+                tracing::debug!(error = %e, "could not remove a swarm round subscription");
             }
             if delivered.len() < own.len() {
                 tracing::warn!(
@@ -361,9 +387,7 @@ impl Run {
                     .filter_map(|a| delivered.get(a).map(|o| (a.clone(), o.clone())))
                     .collect();
             }
-            drop(subscription);
         }
-        self.inner.bus.forget_topic(&topic);
 
         // Vote: every agent picks the best candidate other than its own.
         let candidates = peers;
@@ -430,7 +454,7 @@ impl Run {
         }))
     }
 
-    fn publish_round(&self, topic: &str, round: u32, agent: &str, output: &str) {
+    async fn publish_round(&self, topic: &str, round: u32, agent: &str, output: &str) {
         let mut payload = serde_json::Map::new();
         payload.insert("task_id".into(), json!(self.task.id));
         payload.insert("round".into(), json!(round));
@@ -449,7 +473,7 @@ impl Run {
             created_at: Utc::now(),
             expires_at: None,
         };
-        if let Err(e) = self.inner.bus.publish(message) {
+        if let Err(e) = self.inner.bus.publish(message).await {
             tracing::warn!(error = %e, "could not publish a swarm round result");
         }
     }
@@ -489,12 +513,14 @@ impl Run {
             )
         })?;
         let (provider_id, model) = inner.binding(agent_id);
-        let provider = inner.providers.get(&provider_id).cloned().ok_or_else(|| {
-            TaskFailure::new(
+        if !inner.providers.contains_key(&provider_id) {
+            return Err(TaskFailure::new(
                 "provider_not_found",
-                format!("step {key}: agent `{agent_id}` uses provider `{provider_id}`, which is not configured"),
-            )
-        })?;
+                format!(
+                    "step {key}: agent `{agent_id}` uses provider `{provider_id}`, which is not configured"
+                ),
+            ));
+        }
         let _slot_guard = slot.acquire().await;
 
         let mut step = Step {
@@ -582,6 +608,14 @@ impl Run {
             }
         };
 
+        let mut call = StepRequest {
+            kind: "step".into(),
+            task_id: task_id.clone(),
+            step: key.to_owned(),
+            agent_id: agent_id.to_owned(),
+            provider: provider_id,
+            request: ChatRequest::default(),
+        };
         let max_attempts = inner.config.max_attempts.max(1);
         let mut last_error = None;
         for attempt in 1..=max_attempts {
@@ -590,15 +624,27 @@ impl Run {
             let outcome = if slot.with_breaker(|b| b.try_acquire(began)).is_err() {
                 Err(AttemptError::CircuitOpen)
             } else {
-                match tokio::time::timeout(
+                call.request = request.clone();
+                match dispatch::call(
+                    &inner.bus,
+                    &call,
+                    self.task.request.priority,
                     inner.config.step_timeout,
-                    provider.chat(&request, Some(&sink)),
+                    &sink,
                 )
                 .await
                 {
-                    Err(_) => Err(AttemptError::Timeout),
-                    Ok(Err(e)) => Err(AttemptError::Llm(e)),
-                    Ok(Ok(response)) => match validate.map(|v| v(&response.content)) {
+                    Err(DispatchError::Timeout) => Err(AttemptError::Timeout),
+                    Err(DispatchError::Failed {
+                        code,
+                        message,
+                        retryable,
+                    }) => Err(AttemptError::Remote {
+                        code,
+                        message,
+                        retryable,
+                    }),
+                    Ok(response) => match validate.map(|v| v(&response.content)) {
                         Some(Err(why)) => {
                             step.prompt_tokens = response.prompt_tokens;
                             step.completion_tokens = response.completion_tokens;

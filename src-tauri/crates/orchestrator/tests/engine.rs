@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sutazai_agents::Registry;
-use sutazai_bus::Bus;
+use sutazai_bus::{Bus, BusConfig};
 use sutazai_core::{Constraints, CoordinationPattern, Priority, TaskRequest, TaskStatus};
 use sutazai_llm::{
     ChatRequest, ChatResponse, DoneReason, LlmError, ModelInfo, Provider, TokenSink,
@@ -137,7 +137,7 @@ async fn start(
         Registry::builtin(),
         providers,
         journal,
-        Bus::default(),
+        Bus::in_process(BusConfig::default()),
     )
     .await
     .unwrap()
@@ -269,6 +269,14 @@ async fn the_queue_runs_by_priority_and_drops_nothing() {
         .submit(pipeline("first", &["code_generation"]))
         .await
         .unwrap();
+    // The blocker holds the only slot before the others arrive.
+    let mut order = Vec::new();
+    while order.is_empty() {
+        if let Ok(sutazai_orchestrator::Event::TaskStarted { task_name, .. }) = events.recv().await
+        {
+            order.push(task_name);
+        }
+    }
     let mut ids = Vec::new();
     for (name, priority) in [
         ("low", Priority::Low),
@@ -284,7 +292,6 @@ async fn the_queue_runs_by_priority_and_drops_nothing() {
     for id in ids.iter().chain([&blocker.id]) {
         assert_eq!(o.wait_for(id).await.unwrap().status, TaskStatus::Completed);
     }
-    let mut order = Vec::new();
     while let Ok(e) = events.try_recv() {
         if let sutazai_orchestrator::Event::TaskStarted { task_name, .. } = e {
             order.push(task_name);
