@@ -13,7 +13,9 @@ use axum::http::StatusCode;
 use chrono::{Duration as ChronoDuration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use sutazai_bus::{Bus, DeadLetter, DeadLetterQuery, DeadReason, NodeInfo};
+use sutazai_bus::{
+    Bus, DeadLetter, DeadLetterQuery, DeadReason, META_CORRELATION_ID, META_REPLY_TO, NodeInfo,
+};
 use sutazai_core::{CommunicationPattern, Message, MessageType, Priority, ids};
 use utoipa::{IntoParams, ToSchema};
 
@@ -99,6 +101,18 @@ fn build_message(
         (_, Some(ttl)) => Some(now + ChronoDuration::seconds(ttl as i64)),
         (at, None) => at,
     };
+    // Request-response bookkeeping is the bus's own: a client that set these could make
+    // an agent answer someone else's request.
+    if let Some(key) = [META_CORRELATION_ID, META_REPLY_TO]
+        .into_iter()
+        .find(|k| body.metadata.contains_key(*k))
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "reserved_metadata",
+            format!("metadata key `{key}` is reserved for the bus's request-response replies"),
+        ));
+    }
     if let Some(recipient) = body.recipient_id.as_deref()
         && matches!(
             pattern,

@@ -28,12 +28,13 @@
 //! `sutazai-bus-encrypt-v1` and `sutazai-bus-sign-v1`).
 //!
 //! # Decoding
-//! [`Codec::decode`] is a security boundary: it never panics and never allocates more
-//! than the input's size or [`MAX_BODY_LEN`], whatever the bytes claim. It checks, in
-//! order: the framing, the header JSON, that the envelope is signed, the signature, the
-//! encryption, the compression, the body JSON, and finally that header and body make a
-//! valid [`Message`]. A refusal is a [`Rejected`], which carries the clear-text header
-//! whenever it could be read, so that operators see who sent a refused envelope.
+//! [`Codec::decode`] is a security boundary: it never panics, and no allocation follows a
+//! size the bytes claim (decompressed output is capped at [`MAX_BODY_LEN`]). It checks, in
+//! order: the framing, that the envelope is signed, the signature, the encryption, the
+//! compression, the body JSON, and the header, which must hold exactly the message's
+//! fields. A refusal is a [`Rejected`], which carries the clear-text header (parsed
+//! loosely, only then) whenever it is JSON, so that operators see who sent a refused
+//! envelope.
 //! Decoding accepts encrypted and clear envelopes alike (both are signed), whichever way
 //! the decoding codec itself encodes, so that encryption can be switched on one process
 //! at a time.

@@ -296,15 +296,15 @@ impl Bus {
             config.retention,
         );
         let bus = Bus::assemble(Backend::Memory(memory), config, CancellationToken::new());
-        let pump = bus.clone();
+        let pump = Arc::downgrade(&bus.inner);
         let shutdown = bus.inner.shutdown.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
-                    reply = replies.recv() => match reply {
-                        Some(reply) => pump.route_reply(reply),
-                        None => break,
+                    reply = replies.recv() => match (reply, pump.upgrade()) {
+                        (Some(reply), Some(inner)) => Bus { inner }.route_reply(reply),
+                        _ => break,
                     },
                 }
             }
@@ -319,7 +319,7 @@ impl Bus {
         let redis = RedisBus::connect(url, codec, &config, shutdown.clone()).await?;
         let mut replies = redis.replies().await?;
         let bus = Bus::assemble(Backend::Redis(redis), config, shutdown);
-        let pump = bus.clone();
+        let pump = Arc::downgrade(&bus.inner);
         let shutdown = bus.inner.shutdown.clone();
         tokio::spawn(async move {
             loop {
@@ -331,7 +331,10 @@ impl Bus {
                             if let AckHandle::Redis(ack) = raw.ack {
                                 let _ = ack.ack().await;
                             }
-                            pump.route_reply(message);
+                            match pump.upgrade() {
+                                Some(inner) => Bus { inner }.route_reply(message),
+                                None => break,
+                            }
                         }
                         None => break,
                     },
@@ -343,7 +346,8 @@ impl Bus {
 
     fn assemble(backend: Backend, config: BusConfig, shutdown: CancellationToken) -> Bus {
         let bus = Bus::build(backend, config, shutdown);
-        // Holds the bus weakly: a bus dropped without `shutdown` still goes away.
+        // Holds the bus weakly (as the reply pumps do): a bus dropped without `shutdown`
+        // still goes away, and its tasks end at their next turn.
         let sampler = Arc::downgrade(&bus.inner);
         let shutdown = bus.inner.shutdown.clone();
         tokio::spawn(async move {
@@ -545,12 +549,8 @@ impl Bus {
         message_type: MessageType,
         payload: Map<String, Value>,
     ) -> Result<(), BusError> {
-        let correlation = request
-            .metadata
-            .get(META_CORRELATION_ID)
-            .and_then(Value::as_str)
-            .unwrap_or(&request.id)
-            .to_owned();
+        // The request's own id: what its requester waits on (metadata could say anything).
+        let correlation = request.id.clone();
         let Some(node) = request.metadata.get(META_REPLY_TO).and_then(Value::as_str) else {
             return Err(BusError::InvalidName {
                 field: "metadata.reply_to",

@@ -66,7 +66,8 @@ impl RateLimiter {
             Ok(())
         } else {
             let missing = 1.0 - bucket.tokens;
-            Err(Duration::from_secs_f64(missing / self.limit.per_second))
+            Err(Duration::try_from_secs_f64(missing / self.limit.per_second)
+                .unwrap_or(Duration::MAX))
         }
     }
 }

@@ -13,7 +13,7 @@
 //! consumer that asks. Each redelivery counts as an attempt; past the limit the message is
 //! dead-lettered.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -46,11 +46,18 @@ struct Shared {
     replies: mpsc::UnboundedSender<Arc<Message>>,
     node_id: String,
     dead: Mutex<DeadStore>,
-    handled: Mutex<HashMap<String, Instant>>,
+    handled: Mutex<Handled>,
     nodes: Mutex<HashMap<String, NodeInfo>>,
     visibility: Duration,
     max_attempts: u32,
     retention: Duration,
+}
+
+/// Ids of handled messages, oldest first, forgotten after a window.
+#[derive(Debug, Default)]
+struct Handled {
+    ids: HashSet<String>,
+    order: VecDeque<(Instant, String)>,
 }
 
 #[derive(Debug, Default)]
@@ -204,7 +211,7 @@ impl MemoryBus {
                 replies,
                 node_id,
                 dead: Mutex::new(DeadStore::default()),
-                handled: Mutex::new(HashMap::new()),
+                handled: Mutex::new(Handled::default()),
                 nodes: Mutex::new(HashMap::new()),
                 visibility,
                 max_attempts: max_attempts.max(1),
@@ -455,16 +462,27 @@ impl MemoryBus {
 
     pub(crate) fn mark_handled(&self, id: &str) {
         let now = Instant::now();
+        // In one process a message can only come back while it is redelivered: after its
+        // last possible attempt the marker has done its job.
+        let window = (self.shared.visibility * (self.shared.max_attempts + 1))
+            .max(Duration::from_secs(600))
+            .min(self.shared.retention);
         let mut handled = self
             .shared
             .handled
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if handled.len() > 100_000 {
-            let retention = self.shared.retention;
-            handled.retain(|_, at| now.saturating_duration_since(*at) < retention);
+        while let Some((at, _)) = handled.order.front() {
+            if now.saturating_duration_since(*at) < window {
+                break;
+            }
+            if let Some((_, old)) = handled.order.pop_front() {
+                handled.ids.remove(&old);
+            }
         }
-        handled.insert(id.to_owned(), now);
+        if handled.ids.insert(id.to_owned()) {
+            handled.order.push_back((now, id.to_owned()));
+        }
     }
 
     pub(crate) fn was_handled(&self, id: &str) -> bool {
@@ -472,7 +490,8 @@ impl MemoryBus {
             .handled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains_key(id)
+            .ids
+            .contains(id)
     }
 
     pub(crate) fn heartbeat(&self, node: NodeInfo) {

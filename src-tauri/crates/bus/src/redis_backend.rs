@@ -210,7 +210,16 @@ async fn acknowledger(
     let mut batch: Vec<AckRequest> = Vec::new();
     loop {
         let first = tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled() => {
+                // Acknowledgements already promised go out before the bus stops.
+                while let Ok(request) = requests.try_recv() {
+                    batch.push(request);
+                }
+                if batch.is_empty() {
+                    break;
+                }
+                batch.swap_remove(0)
+            }
             first = requests.recv() => match first {
                 Some(first) => first,
                 None => break,
@@ -1884,16 +1893,18 @@ async fn admit_group(
                 attempt,
                 None,
             );
-            bury_in_reader(shared, &letter).await;
-            settle.push((stream, entry.id));
+            if bury_in_reader(shared, &letter).await {
+                settle.push((stream, entry.id));
+            }
             continue;
         };
         let message = match shared.codec.decode(&envelope) {
             Ok(message) => message,
             Err(rejected) => {
                 let letter = rejected_letter(&rejected, &g.queue, attempt, &envelope);
-                bury_in_reader(shared, &letter).await;
-                settle.push((stream, entry.id));
+                if bury_in_reader(shared, &letter).await {
+                    settle.push((stream, entry.id));
+                }
                 continue;
             }
         };
@@ -1907,6 +1918,23 @@ async fn admit_group(
             settle.push((stream, entry.id));
             continue;
         }
+        // The stream an entry sits in is not signed, the message is: a signed message
+        // moved to another agent's inbox or under another topic is refused.
+        if let Some(kind) = g.streams.get(stream).map(|s| &s.kind)
+            && let Some(why) = misplaced(kind, &g.queue, entry.topic.as_deref(), &message)
+        {
+            let letter = DeadLetter::new(
+                DeadReason::Malformed,
+                format!("stream entry {}: {why}", entry.id),
+                &g.queue,
+                attempt,
+                None,
+            );
+            if bury_in_reader(shared, &letter).await {
+                settle.push((stream, entry.id));
+            }
+            continue;
+        }
         if attempt > shared.max_attempts {
             let made = attempt - 1;
             let letter = DeadLetter::new(
@@ -1918,8 +1946,9 @@ async fn admit_group(
                 made,
                 Some(message),
             );
-            bury_in_reader(shared, &letter).await;
-            settle.push((stream, entry.id));
+            if bury_in_reader(shared, &letter).await {
+                settle.push((stream, entry.id));
+            }
             continue;
         }
         let Some(s) = g.streams.get(stream) else {
@@ -1976,15 +2005,69 @@ async fn admit_group(
     Ok(out.into_iter().map(|(_, _, raw)| raw).collect())
 }
 
-async fn bury_in_reader(shared: &Shared, letter: &DeadLetter) {
+/// Why a verified message does not belong where it was found, if it does not.
+fn misplaced(
+    kind: &StreamKind,
+    queue: &str,
+    topic_field: Option<&str>,
+    message: &Message,
+) -> Option<String> {
+    use sutazai_core::CommunicationPattern as P;
+    match kind {
+        StreamKind::Inbox => {
+            let agent = queue.strip_prefix("inbox:").unwrap_or(queue);
+            match message.pattern {
+                // A failed broadcast is retried in the agent's own inbox.
+                P::Broadcast => None,
+                P::PointToPoint | P::RequestResponse
+                    if message.recipient_id.as_deref() == Some(agent) =>
+                {
+                    None
+                }
+                _ => Some(format!(
+                    "a {:?} message for {:?} found in the inbox of `{agent}`",
+                    message.pattern, message.recipient_id
+                )),
+            }
+        }
+        StreamKind::Broadcast(_) if message.pattern == P::Broadcast => None,
+        StreamKind::Broadcast(_) => Some(format!(
+            "a {:?} message found in the broadcast stream",
+            message.pattern
+        )),
+        StreamKind::Topics => {
+            if message.pattern != P::PubSub {
+                Some(format!(
+                    "a {:?} message found in the topics stream",
+                    message.pattern
+                ))
+            } else if topic_field.is_some_and(|t| message.topic.as_deref() != Some(t)) {
+                Some(format!(
+                    "filed under topic {topic_field:?} but signed for {:?}",
+                    message.topic
+                ))
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// Stores a dead letter found by a reader; `false` when it could not be stored, in which
+/// case the entry must stay pending (it is re-claimed and buried again later).
+async fn bury_in_reader(shared: &Shared, letter: &DeadLetter) -> bool {
     tracing::warn!(
         queue = %letter.queue,
         reason = letter.reason.as_str(),
         "{}",
         letter.detail
     );
-    if let Err(e) = shared.add_dead(letter).await {
-        tracing::error!(error = %e, id = %letter.id, "could not store a dead letter");
+    match shared.add_dead(letter).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, id = %letter.id, "could not store a dead letter; the entry stays pending");
+            false
+        }
     }
 }
 

@@ -103,7 +103,8 @@ pub fn announce(bus: &Bus, role: &'static str, executor: Option<Executor>) {
 }
 
 /// `sutazai worker --agents <ids|all>`: executes steps for those agents from the Redis bus
-/// until `shutdown` resolves, then lets running steps finish (up to 30 s).
+/// until `shutdown` resolves, then lets running steps finish (up to 30 s; steps still
+/// running then are handed back to the bus unanswered, for another worker).
 pub async fn run_worker(
     settings: Settings,
     agents: &str,
@@ -138,7 +139,7 @@ pub async fn run_worker(
     if !executor.stopped(WORKER_GRACE).await {
         tracing::warn!(
             running = executor.running(),
-            "steps still running after 30 s; their messages return to the bus for another worker"
+            "steps still running after 30 s were stopped and handed back to the bus for another worker"
         );
     }
     bus.shutdown();

@@ -240,6 +240,15 @@ async fn serve_bound(
             return Err(e);
         }
     };
+    if settings.redis_url.is_none() && settings.local_agents.trim() != "all" {
+        journal.close().await;
+        bail!(
+            "SUTAZAI_LOCAL_AGENTS={} leaves agents to workers, but without REDIS_URL there \
+             is no bus a `sutazai worker` could join: set REDIS_URL, or unset \
+             SUTAZAI_LOCAL_AGENTS",
+            settings.local_agents
+        );
+    }
     let bus = match crate::node::connect_bus(&settings).await {
         Ok(bus) => bus,
         Err(e) => {

@@ -166,7 +166,7 @@ pub async fn call(
         created_at: Utc::now(),
         expires_at: chrono::Duration::from_std(timeout)
             .ok()
-            .map(|t| Utc::now() + t),
+            .and_then(|t| Utc::now().checked_add_signed(t)),
     };
     let mut withdraw = Withdraw {
         bus: bus.clone(),

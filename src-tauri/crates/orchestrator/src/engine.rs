@@ -947,7 +947,9 @@ impl Orchestrator {
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
         if let Some(executor) = &self.inner.executor {
-            executor.stopped(Duration::from_secs(5)).await;
+            // Their tasks were just abandoned (they resume at the next start): nobody
+            // waits for the local steps still running.
+            executor.stopped(Duration::ZERO).await;
         }
         self.inner.journal.close().await;
     }

@@ -56,6 +56,8 @@ struct Shared {
     handled: AtomicU64,
     failed: AtomicU64,
     shutdown: CancellationToken,
+    /// Cancelled when running steps must stop too (after the grace period).
+    abort: CancellationToken,
     tracker: TaskTracker,
 }
 
@@ -76,6 +78,7 @@ impl Executor {
                 handled: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 shutdown,
+                abort: CancellationToken::new(),
                 tracker: TaskTracker::new(),
             }),
         };
@@ -120,11 +123,18 @@ impl Executor {
 
     /// Waits until every consumer stopped (after the shutdown token was cancelled) and
     /// every running step ended, or `grace` passed.
+    /// Steps still running then are aborted and handed back to the bus unanswered, for
+    /// another executor; returns whether everything had finished in time.
     pub async fn stopped(&self, grace: Duration) -> bool {
         self.shared.tracker.close();
-        tokio::time::timeout(grace, self.shared.tracker.wait())
+        let finished = tokio::time::timeout(grace, self.shared.tracker.wait())
             .await
-            .is_ok()
+            .is_ok();
+        if !finished {
+            self.shared.abort.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.shared.tracker.wait()).await;
+        }
+        finished
     }
 }
 
@@ -172,11 +182,14 @@ async fn consume(shared: Arc<Shared>, agent: ServedAgent) {
 async fn handle(shared: Arc<Shared>, delivery: Delivery) {
     let message = delivery.message.clone();
     let bus = &shared.bus;
+    // Only a request someone waits for is run: a step request sent through the API (no
+    // `reply_to`, which the API refuses to pass through) would run the model for nobody.
+    let awaited = message.metadata.contains_key(sutazai_bus::META_REPLY_TO);
     let step = match (
         message.message_type,
         StepRequest::from_payload(&message.payload),
     ) {
-        (MessageType::TaskRequest, Some(step)) => step,
+        (MessageType::TaskRequest, Some(step)) if awaited => step,
         _ => {
             // Announcements and free-form messages: delivered (observers on /ws/agent see
             // them); the executor itself has nothing to run.
@@ -209,7 +222,15 @@ async fn handle(shared: Arc<Shared>, delivery: Delivery) {
             retryable: false,
             node: node.clone(),
         },
-        Some(provider) => run_step(&shared, &delivery, &step, provider).await,
+        Some(provider) => match run_step(&shared, &delivery, &step, provider).await {
+            Some(reply) => reply,
+            None => {
+                // Aborted by a stopping executor: no answer, so the request goes back to
+                // the bus for another executor (or this one after a restart).
+                let _ = delivery.fail("the executor stopped during the step").await;
+                return;
+            }
+        },
     };
     if let StepReply::Failed { .. } = reply {
         shared.failed.fetch_add(1, Ordering::Relaxed);
@@ -239,7 +260,7 @@ async fn run_step(
     delivery: &Delivery,
     step: &StepRequest,
     provider: Arc<dyn Provider>,
-) -> StepReply {
+) -> Option<StepReply> {
     let message = &delivery.message;
     let bus = &shared.bus;
     let node = bus.node_id().to_owned();
@@ -273,9 +294,11 @@ async fn run_step(
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
     let result = loop {
         tokio::select! {
-            result = &mut chat => break Some(result),
-            _ = cancel.cancelled() => break None,
-            _ = shared.shutdown.cancelled() => break None,
+            result = &mut chat => break Outcome::Done(result),
+            // Shutdown is not here: a stopping executor takes no new steps but lets the
+            // running ones finish until it is aborted (see `Executor::stopped`).
+            _ = cancel.cancelled() => break Outcome::Withdrawn,
+            _ = shared.abort.cancelled() => break Outcome::Aborted,
             _ = tick.tick() => {
                 flush().await;
                 if extended.elapsed() >= extend_every {
@@ -294,14 +317,24 @@ async fn run_step(
         .unwrap_or_else(|p| p.into_inner())
         .remove(&message.id);
     match result {
-        Some(result) => StepReply::from_result(result, &node),
-        None => StepReply::Failed {
+        Outcome::Done(result) => Some(StepReply::from_result(result, &node)),
+        Outcome::Withdrawn => Some(StepReply::Failed {
             code: "cancelled".into(),
             message: format!("step {} was withdrawn by its requester", step.step),
             retryable: false,
             node,
-        },
+        }),
+        Outcome::Aborted => None,
     }
+}
+
+/// How a model call ended.
+enum Outcome {
+    Done(Result<sutazai_llm::ChatResponse, sutazai_llm::LlmError>),
+    /// Its requester withdrew it.
+    Withdrawn,
+    /// The executor stopped.
+    Aborted,
 }
 
 /// Aborts running steps whose requester withdrew them.

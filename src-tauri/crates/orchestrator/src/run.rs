@@ -329,6 +329,11 @@ impl Run {
                 .subscribe_topics(&name, &[topic.as_str()])
                 .await
                 .map_err(|e| TaskFailure::new(e.code(), format!("swarm round {round}: {e}")))?;
+            // Removed however the round ends (an agent failing, cancellation, shutdown).
+            let _remove = RoundSubscription {
+                bus: self.inner.bus.clone(),
+                name: name.clone(),
+            };
             let own = try_join_all(agents.iter().map(|agent| {
                 let key = format!("round/{round}/{agent}");
                 let seen: Vec<(String, String)> =
@@ -370,9 +375,6 @@ impl Run {
                 }
             }
             drop(subscription);
-            if let Err(e) = self.inner.bus.unsubscribe(&name).await {
-                tracing::debug!(error = %e, "could not remove a swarm round subscription");
-            }
             if delivered.len() < own.len() {
                 tracing::warn!(
                     task_id = %self.task.id,
@@ -752,6 +754,25 @@ impl Run {
             inflight.insert(step.key.clone(), step.clone());
         } else {
             inflight.remove(&step.key);
+        }
+    }
+}
+
+/// Removes a swarm round's topic subscription when dropped.
+struct RoundSubscription {
+    bus: sutazai_bus::Bus,
+    name: String,
+}
+
+impl Drop for RoundSubscription {
+    fn drop(&mut self) {
+        let (bus, name) = (self.bus.clone(), std::mem::take(&mut self.name));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = bus.unsubscribe(&name).await {
+                    tracing::debug!(error = %e, "could not remove a swarm round subscription");
+                }
+            });
         }
     }
 }
