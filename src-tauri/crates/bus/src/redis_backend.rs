@@ -501,6 +501,22 @@ impl Shared {
 }
 
 /// One entry made claimable by [`Shared::release`].
+/// What releasing `acks` (taken, never handed out) needs: their deliveries undone.
+fn released(acks: &[RedisAck]) -> Vec<Released<'_>> {
+    acks.iter()
+        .filter_map(|ack| match &ack.inner {
+            AckInner::Entry(e) => Some(Released {
+                stream: &e.stream,
+                group: &e.group,
+                consumer: &e.consumer,
+                id: &e.id,
+                deliveries: e.deliveries.saturating_sub(1),
+            }),
+            AckInner::Reply => None,
+        })
+        .collect()
+}
+
 struct Released<'a> {
     stream: &'a str,
     group: &'a str,
@@ -1583,20 +1599,7 @@ impl Reader {
                 _ => None,
             })
             .collect();
-        let released: Vec<Released<'_>> = acks
-            .iter()
-            .filter_map(|ack| match &ack.inner {
-                AckInner::Entry(e) => Some(Released {
-                    stream: &e.stream,
-                    group: &e.group,
-                    consumer: &e.consumer,
-                    id: &e.id,
-                    deliveries: e.deliveries.saturating_sub(1),
-                }),
-                AckInner::Reply => None,
-            })
-            .collect();
-        if let Err(e) = self.shared.release(&released).await {
+        if let Err(e) = self.shared.release(&released(&acks)).await {
             tracing::debug!(queue = %g.queue, error = %e, "could not release buffered entries; they are re-claimed later");
         }
     }
@@ -1677,7 +1680,23 @@ impl Reader {
                 deliveries: 1,
             }));
         }
-        admit_group(&shared, g, conn, fetched).await
+        let mut batch = admit_group(&shared, g, conn, fetched).await?;
+        // XREADGROUP's COUNT is per stream: more than the prefetch may have come. The
+        // surplus (least urgent, as `admit_group` orders) is released at once for others.
+        if batch.len() > g.prefetch {
+            let surplus: Vec<RedisAck> = batch
+                .split_off(g.prefetch)
+                .into_iter()
+                .filter_map(|raw| match raw.ack {
+                    AckHandle::Redis(ack) => Some(ack),
+                    _ => None,
+                })
+                .collect();
+            if let Err(e) = shared.release(&released(&surplus)).await {
+                tracing::debug!(queue = %g.queue, error = %e, "could not release surplus entries; they are re-claimed later");
+            }
+        }
+        Ok(batch)
     }
 
     async fn step_observe(&mut self, conn: &mut MultiplexedConnection) -> RedisResult<Vec<Raw>> {
