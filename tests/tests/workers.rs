@@ -424,3 +424,92 @@ async fn tampered_messages_are_listed_as_dead_letters() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["code"], "not_replayable");
 }
+
+/// A worker told to stop (SIGTERM) mid-step finishes the step before it exits: the task
+/// completes on its first attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_finishes_its_running_step() {
+    let bin = headless_binary().expect("sutazai-headless");
+    let redis = TestRedis::get();
+    // Slow tokens: the step is surely running when the worker is told to stop.
+    let llm = TestLlm::spawn(150).expect("test LLM");
+    let cluster = Cluster {
+        redis_url: redis.url.clone(),
+        namespace: namespace("graceful"),
+        key: MasterKey::generate().to_base64(),
+        llm: llm.url.clone(),
+    };
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let port = free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let serve = cluster
+        .command(&bin, port, dirs[0].path())
+        .env("SUTAZAI_LOCAL_AGENTS", "none")
+        .arg("serve")
+        .spawn()
+        .expect("spawn serve");
+    let worker = cluster
+        .command(&bin, free_port().unwrap(), dirs[1].path())
+        .args(["worker", "--agents", "all"])
+        .spawn()
+        .expect("spawn worker");
+    let worker_pid = worker.id();
+    let mut procs = Kill(vec![worker, serve]);
+    wait_healthy(&base).await.expect("serve up");
+    let began = Instant::now();
+    while workers(&base).await.is_empty() {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the worker never announced itself"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let client = reqwest::Client::new();
+    let task: Value = client
+        .post(format!("{base}/tasks"))
+        .json(&json!({
+            "name": "graceful", "description": "Name one benefit of unit tests.",
+            "requirements": ["code_generation"], "coordination_pattern": "pipeline",
+            "constraints": {"max_agents": 1}
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = task["task_id"].as_str().unwrap().to_owned();
+    let began = Instant::now();
+    while !llm
+        .requests_for_step(&format!("{id}/stage/0"))
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r["ended_at_ms"].is_null())
+    {
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "the step never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &worker_pid.to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = procs.0[0].wait();
+        (procs, status)
+    });
+    let done = sutazai_tests::wait_task(&base, &id, Duration::from_secs(120))
+        .await
+        .expect("the task ends");
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["steps"][0]["attempts"], 1, "{done}");
+    let (_procs, status) = exited.await.unwrap();
+    assert!(
+        status.unwrap().success(),
+        "the worker exits cleanly after its step"
+    );
+}
