@@ -11,7 +11,7 @@
 //! | `{ns}:topics` | stream | every pub-sub message, field `t` = topic |
 //! | `{ns}:reply:{node}` | stream | request-response replies for one node |
 //! | `{ns}:inboxes` | set | agents that have an inbox (for depths and observers) |
-//! | `{ns}:dead` | hash | dead-letter id → JSON dead letter |
+//! | `{ns}:dead` | hash | dead-letter id → JSON dead letter, its message sealed as a base64 envelope (`sealed`) |
 //! | `{ns}:dead:order` | sorted set | dead-letter id, scored by when it died (ms) |
 //! | `{ns}:handled:{id}` | string | "message handled" marker, expires after the retention |
 //! | `{ns}:nodes` | hash | node id → JSON [`NodeInfo`] |
@@ -423,13 +423,27 @@ impl Shared {
         })
     }
 
+    /// Stores a dead letter. Its message is kept as an envelope (signed, and encrypted when
+    /// the bus encrypts), never as clear JSON: the dead-letter queue must not bypass the
+    /// bus's encryption, and a replay must not sign whatever someone wrote into Redis.
     async fn add_dead(&self, letter: &DeadLetter) -> Result<(), BusError> {
-        let json = serde_json::to_string(letter).map_err(|e| {
+        let sealed = match &letter.message {
+            Some(message) => Some(BASE64.encode(self.encode(message)?)),
+            None => None,
+        };
+        let mut stored = letter.clone();
+        stored.message = None;
+        let unserializable = |e: serde_json::Error| {
             BusError::Unavailable(format!(
                 "could not serialize dead letter {}: {e}",
                 letter.id
             ))
-        })?;
+        };
+        let mut value = serde_json::to_value(&stored).map_err(unserializable)?;
+        if let (Some(sealed), serde_json::Value::Object(map)) = (sealed, &mut value) {
+            map.insert(SEALED_FIELD.into(), serde_json::Value::String(sealed));
+        }
+        let json = serde_json::to_string(&value).map_err(unserializable)?;
         let mut pipe = redis::pipe();
         pipe.atomic()
             .cmd("HSET")
@@ -836,7 +850,7 @@ impl RedisBus {
             get.arg(s.keys.dead()).arg(&ids);
             let letters: Vec<Option<String>> = s.query("reading dead letters", &get).await?;
             for json in letters.into_iter().flatten() {
-                let Some(letter) = parse_dead(&json) else {
+                let Some(letter) = s.parse_dead(&json) else {
                     continue;
                 };
                 if query.reason.is_none_or(|r| r == letter.reason) {
@@ -858,7 +872,7 @@ impl RedisBus {
         let mut cmd = redis::cmd("HGET");
         cmd.arg(s.keys.dead()).arg(id);
         let json: Option<String> = s.query("reading a dead letter", &cmd).await?;
-        Ok(json.as_deref().and_then(parse_dead))
+        Ok(json.as_deref().and_then(|j| s.parse_dead(j)))
     }
 
     pub(crate) async fn remove_dead(&self, id: &str) -> Result<Option<DeadLetter>, BusError> {
@@ -879,7 +893,7 @@ impl RedisBus {
         let (json,): (Option<String>,) = s
             .run("removing a dead letter", &pipe, Duration::ZERO)
             .await?;
-        Ok(json.as_deref().and_then(parse_dead))
+        Ok(json.as_deref().and_then(|j| s.parse_dead(j)))
     }
 
     pub(crate) async fn purge_dead(&self) -> Result<u64, BusError> {
@@ -1029,10 +1043,43 @@ impl RedisBus {
     }
 }
 
-fn parse_dead(json: &str) -> Option<DeadLetter> {
-    serde_json::from_str(json)
-        .map_err(|e| tracing::debug!(error = %e, "unreadable dead letter skipped"))
-        .ok()
+/// Field of a stored dead letter holding its message's envelope (base64).
+const SEALED_FIELD: &str = "sealed";
+
+impl Shared {
+    /// Reads a stored dead letter; its message only from the verified envelope (a clear
+    /// `message` in Redis is ignored), so what a replay publishes is what the bus sealed.
+    fn parse_dead(&self, json: &str) -> Option<DeadLetter> {
+        let mut value: serde_json::Value = serde_json::from_str(json)
+            .map_err(|e| tracing::debug!(error = %e, "unreadable dead letter skipped"))
+            .ok()?;
+        let sealed = value
+            .as_object_mut()
+            .and_then(|map| {
+                map.remove("message");
+                map.remove(SEALED_FIELD)
+            })
+            .and_then(|v| v.as_str().map(str::to_owned));
+        let mut letter: DeadLetter = serde_json::from_value(value)
+            .map_err(|e| tracing::debug!(error = %e, "unreadable dead letter skipped"))
+            .ok()?;
+        if let Some(sealed) = sealed {
+            match BASE64
+                .decode(sealed.as_bytes())
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| self.codec.decode(&bytes).map_err(|r| r.to_string()))
+            {
+                Ok(message) => letter.message = Some(message),
+                Err(why) => {
+                    letter.detail = format!(
+                        "{} (its stored message failed verification and cannot be replayed: {why})",
+                        letter.detail
+                    );
+                }
+            }
+        }
+        Some(letter)
+    }
 }
 
 /// `XGROUP CREATE … MKSTREAM` on every stream; an existing group is fine.

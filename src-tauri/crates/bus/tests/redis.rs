@@ -576,3 +576,53 @@ async fn connecting_to_no_redis_fails_fast_without_the_password() {
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+/// A dead letter's message is stored sealed (signed and encrypted), never as clear JSON,
+/// and a clear message written into Redis by someone else is not trusted for replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_keep_their_message_sealed() {
+    let redis = common::TestRedis::get();
+    let cfg = config("sealed-dead");
+    let key = MasterKey::generate();
+    let bus = Bus::redis(&redis.url, codec(&key), cfg.clone())
+        .await
+        .unwrap();
+    let mut m = to_agent("sealed-agent");
+    m.payload
+        .insert("secret".into(), json!("top-secret-payload"));
+    m.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
+    assert!(bus.publish(m.clone()).await.is_err());
+
+    let mut conn = raw_connection(&redis.url).await;
+    let dead_key = format!("{}:dead", cfg.namespace);
+    let stored: std::collections::HashMap<String, String> =
+        redis::AsyncCommands::hgetall(&mut conn, &dead_key)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 1);
+    let (id, json) = stored.into_iter().next().unwrap();
+    assert!(
+        !json.contains("top-secret-payload"),
+        "clear payload in Redis: {json}"
+    );
+    assert!(json.contains("\"sealed\""), "{json}");
+    let letter = bus.dead_letter(&id).await.unwrap();
+    assert_eq!(
+        letter.message.as_ref(),
+        Some(&m),
+        "read back through the codec"
+    );
+
+    // Someone with Redis access swaps in a clear message of their own.
+    let mut forged: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut evil = m.clone();
+    evil.payload.insert("secret".into(), json!("forged"));
+    forged["message"] = serde_json::to_value(&evil).unwrap();
+    forged.as_object_mut().unwrap().remove("sealed");
+    let _: () = redis::AsyncCommands::hset(&mut conn, &dead_key, &id, forged.to_string())
+        .await
+        .unwrap();
+    let letter = bus.dead_letter(&id).await.unwrap();
+    assert_eq!(letter.message, None, "a clear message in Redis is ignored");
+    assert_eq!(bus.replay(&id).await.unwrap_err().code(), "not_replayable");
+}
