@@ -296,7 +296,7 @@ fn main() {
     };
     let rows = runtime.block_on(async {
         let mut rows = Vec::new();
-        let only_redis = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "redis");
+        let only_redis = std::env::var("BENCH_ONLY").is_ok_and(|v| v.starts_with("redis"));
         let memory = Bus::in_process(config("bench-mem"));
         if std::env::var("BENCH_PHASES").is_ok() {
             phases(&memory, mem_n).await;
@@ -315,6 +315,13 @@ fn main() {
         let on_redis = Bus::redis(&redis.url, codec, config("bench-redis"))
             .await
             .expect("redis bus");
+        // BENCH_ONLY=redis-p2p: only our encrypted point-to-point (for profiling).
+        if std::env::var("BENCH_ONLY").is_ok_and(|v| v == "redis-p2p") {
+            rows.push(
+                point_to_point(&on_redis, redis_n, IN_FLIGHT, "redis (signed+encrypted)").await,
+            );
+            return rows;
+        }
         rows.push(raw_redis(&redis.url, redis_n).await);
         rows.push(point_to_point(&on_redis, redis_n, IN_FLIGHT, "redis (signed+encrypted)").await);
         rows.push(request_response(&on_redis, rr_n, "redis (signed+encrypted)").await);

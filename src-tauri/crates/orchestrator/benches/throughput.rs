@@ -11,6 +11,10 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+/// The allocator the app binaries use.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
