@@ -35,6 +35,16 @@ struct Cluster {
 }
 
 impl Cluster {
+    /// Settings for processes sharing `redis` under a fresh namespace and bus key.
+    fn new(redis: &TestRedis, llm: &TestLlm, name: &str) -> Cluster {
+        Cluster {
+            redis_url: redis.url.clone(),
+            namespace: namespace(name),
+            key: MasterKey::generate().to_base64(),
+            llm: llm.url.clone(),
+        }
+    }
+
     fn command(
         &self,
         bin: &std::path::Path,
@@ -108,12 +118,7 @@ async fn two_workers_share_the_work_and_survive_a_kill() {
     let bin = headless_binary().expect("sutazai-headless");
     let redis = TestRedis::get();
     let llm = TestLlm::spawn(10).expect("test LLM");
-    let cluster = Cluster {
-        redis_url: redis.url.clone(),
-        namespace: namespace("workers"),
-        key: MasterKey::generate().to_base64(),
-        llm: llm.url.clone(),
-    };
+    let cluster = Cluster::new(&redis, &llm, "workers");
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let port = free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -315,12 +320,7 @@ async fn tampered_messages_are_listed_as_dead_letters() {
     let bin = headless_binary().expect("sutazai-headless");
     let redis = TestRedis::get();
     let llm = TestLlm::spawn(0).expect("test LLM");
-    let cluster = Cluster {
-        redis_url: redis.url.clone(),
-        namespace: namespace("tamper"),
-        key: MasterKey::generate().to_base64(),
-        llm: llm.url.clone(),
-    };
+    let cluster = Cluster::new(&redis, &llm, "tamper");
     let data = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -433,12 +433,7 @@ async fn a_stopping_worker_finishes_its_running_step() {
     let redis = TestRedis::get();
     // Slow tokens: the step is surely running when the worker is told to stop.
     let llm = TestLlm::spawn(150).expect("test LLM");
-    let cluster = Cluster {
-        redis_url: redis.url.clone(),
-        namespace: namespace("graceful"),
-        key: MasterKey::generate().to_base64(),
-        llm: llm.url.clone(),
-    };
+    let cluster = Cluster::new(&redis, &llm, "graceful");
     let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let port = free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
