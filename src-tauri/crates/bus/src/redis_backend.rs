@@ -1959,18 +1959,14 @@ async fn admit_group(
                 attempt,
                 None,
             );
-            if bury_in_reader(shared, &letter).await {
-                settle.push((stream, entry.id));
-            }
+            bury_entry(shared, &letter, &mut settle, stream, entry.id).await;
             continue;
         };
         let message = match shared.codec.decode(&envelope) {
             Ok(message) => message,
             Err(rejected) => {
                 let letter = rejected_letter(&rejected, &g.queue, attempt, &envelope);
-                if bury_in_reader(shared, &letter).await {
-                    settle.push((stream, entry.id));
-                }
+                bury_entry(shared, &letter, &mut settle, stream, entry.id).await;
                 continue;
             }
         };
@@ -1996,9 +1992,7 @@ async fn admit_group(
                 attempt,
                 None,
             );
-            if bury_in_reader(shared, &letter).await {
-                settle.push((stream, entry.id));
-            }
+            bury_entry(shared, &letter, &mut settle, stream, entry.id).await;
             continue;
         }
         if attempt > shared.max_attempts {
@@ -2012,9 +2006,7 @@ async fn admit_group(
                 made,
                 Some(message),
             );
-            if bury_in_reader(shared, &letter).await {
-                settle.push((stream, entry.id));
-            }
+            bury_entry(shared, &letter, &mut settle, stream, entry.id).await;
             continue;
         }
         let Some(s) = g.streams.get(stream) else {
@@ -2116,6 +2108,20 @@ fn misplaced(
                 None
             }
         }
+    }
+}
+
+/// Buries an entry a reader will not hand out; it is acknowledged (queued in `settle`)
+/// only once its dead letter is stored.
+async fn bury_entry(
+    shared: &Shared,
+    letter: &DeadLetter,
+    settle: &mut Vec<(usize, String)>,
+    stream: usize,
+    id: String,
+) {
+    if bury_in_reader(shared, letter).await {
+        settle.push((stream, id));
     }
 }
 

@@ -29,11 +29,18 @@ fn config(test: &str) -> BusConfig {
 }
 
 /// A second node on the same bus as `config`.
-fn other_node(config: &BusConfig) -> BusConfig {
-    BusConfig {
+/// Two nodes (two processes, as far as the bus can tell) on one Redis with one key.
+async fn two_nodes(redis: &common::TestRedis, cfg: &BusConfig) -> (Bus, Bus) {
+    let key = MasterKey::generate();
+    let first = Bus::redis(&redis.url, codec(&key), cfg.clone())
+        .await
+        .unwrap();
+    let other = BusConfig {
         node_id: sutazai_bus::default_node_id(),
-        ..config.clone()
-    }
+        ..cfg.clone()
+    };
+    let second = Bus::redis(&redis.url, codec(&key), other).await.unwrap();
+    (first, second)
 }
 
 fn codec(key: &MasterKey) -> Codec {
@@ -178,14 +185,8 @@ async fn refused_envelopes_are_dead_lettered_never_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashed_consumer_s_message_goes_to_another_node() {
     let redis = common::TestRedis::get();
-    let key = MasterKey::generate();
     let cfg = config("crash");
-    let first = Bus::redis(&redis.url, codec(&key), cfg.clone())
-        .await
-        .unwrap();
-    let second = Bus::redis(&redis.url, codec(&key), other_node(&cfg))
-        .await
-        .unwrap();
+    let (first, second) = two_nodes(&redis, &cfg).await;
     let mut doomed = first.subscribe_agent("crash-agent").await.unwrap();
     let m = to_agent("crash-agent");
     second.publish(m.clone()).await.unwrap();
@@ -449,16 +450,10 @@ async fn retention_trims_old_entries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_share_one_bus() {
     let redis = common::TestRedis::get();
-    let key = MasterKey::generate();
     let mut cfg = config("nodes");
     // Longer than the waits below, so that a held delivery is not re-claimed meanwhile.
     cfg.visibility_timeout = Duration::from_secs(10);
-    let a = Bus::redis(&redis.url, codec(&key), cfg.clone())
-        .await
-        .unwrap();
-    let b = Bus::redis(&redis.url, codec(&key), other_node(&cfg))
-        .await
-        .unwrap();
+    let (a, b) = two_nodes(&redis, &cfg).await;
     assert_ne!(a.node_id(), b.node_id());
 
     // Request-response across nodes: the reply finds its way back to the asking node.
@@ -516,14 +511,8 @@ async fn two_nodes_share_one_bus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observers_see_other_nodes_traffic() {
     let redis = common::TestRedis::get();
-    let key = MasterKey::generate();
     let cfg = config("watch");
-    let a = Bus::redis(&redis.url, codec(&key), cfg.clone())
-        .await
-        .unwrap();
-    let b = Bus::redis(&redis.url, codec(&key), other_node(&cfg))
-        .await
-        .unwrap();
+    let (a, b) = two_nodes(&redis, &cfg).await;
     // The inbox exists before the observer starts (`All` watches the inboxes it knows).
     let _worker = b.subscribe_agent("watched").await.unwrap();
     let mut all = a.observe(Filter::All).await.unwrap();
