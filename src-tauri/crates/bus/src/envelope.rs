@@ -2,8 +2,9 @@
 //! backend stores in its streams): *envelopes*.
 //!
 //! A [`Message`] is split in two:
-//! - the **header**, every field except `payload` and `metadata`, as clear-text JSON, so
-//!   that routing and the dead-letter listing can read who sent what to whom;
+//! - the **header**, every field except `payload` and `metadata`, in clear text (a compact
+//!   binary form, see [`crate::header`]), so that routing and the dead-letter listing can
+//!   read who sent what to whom;
 //! - the **body**, `{"payload": {...}, "metadata": {...}}` as JSON, zstd-compressed (level 3)
 //!   when it is larger than the codec's `compress_above`, then AES-256-GCM encrypted when
 //!   the codec encrypts (random 96-bit nonce, the header bytes as associated data, so that
@@ -15,7 +16,7 @@
 //! All integers are big-endian:
 //!
 //! ```text
-//! b"SZ" | version u8 = 1 | flags u8 | header_len u32 | header JSON
+//! b"SZ" | version u8 = 2 | flags u8 | header_len u32 | header
 //!       | [nonce, 12 bytes, if encrypted] | body | [HMAC tag, 32 bytes, if signed]
 //! ```
 //!
@@ -32,9 +33,10 @@
 //! size the bytes claim (decompressed output is capped at [`MAX_BODY_LEN`]). It checks, in
 //! order: the framing, that the envelope is signed, the signature, the encryption, the
 //! compression, the body JSON, and the header, which must hold exactly the message's
-//! fields. A refusal is a [`Rejected`], which carries the clear-text header (parsed
-//! loosely, only then) whenever it is JSON, so that operators see who sent a refused
-//! envelope.
+//! fields. A refusal is a [`Rejected`], which carries the clear-text header (as JSON)
+//! whenever it can be read, so that operators see who sent a refused envelope.
+//!
+//! Version 1 (a JSON header) is no longer read: it never left a release.
 //! Decoding accepts encrypted and clear envelopes alike (both are signed), whichever way
 //! the decoding codec itself encodes, so that encryption can be switched on one process
 //! at a time.
@@ -48,16 +50,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chrono::{DateTime, Utc};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Sha256;
-use sutazai_core::{CommunicationPattern, Message, MessageType, Priority};
+use sutazai_core::Message;
+
+use crate::header::{self, Header};
 
 /// The length in bytes of the master key and of the keys derived from it.
 pub const KEY_LEN: usize = 32;
@@ -67,7 +70,7 @@ pub const KEY_LEN: usize = 32;
 pub const MAX_BODY_LEN: usize = 64 * 1024 * 1024;
 
 const MAGIC: [u8; 2] = *b"SZ";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const FLAG_COMPRESSED: u8 = 0b001;
 const FLAG_ENCRYPTED: u8 = 0b010;
 const FLAG_SIGNED: u8 = 0b100;
@@ -320,10 +323,10 @@ pub enum EncodeError {
     /// The message could not be serialized as JSON.
     #[error("could not serialize the message: {0}")]
     Serialize(#[from] serde_json::Error),
-    /// The header or the body is above what the format or the decoder accepts.
-    #[error("the message {part} is {len} bytes, above the limit of {limit}")]
+    /// A header field or the body is above what the format or the decoder accepts.
+    #[error("the message's {part} is {len} bytes, above the limit of {limit}")]
     TooLarge {
-        /// `"header"` or `"body"`.
+        /// The header field (`"sender_id"`, say), `"header"` or `"body"`.
         part: &'static str,
         /// Its size in bytes.
         len: usize,
@@ -349,7 +352,7 @@ pub struct Rejected {
     pub reason: RejectReason,
     /// What exactly was wrong, for logs and the dead-letter listing.
     pub detail: String,
-    /// The clear-text header, when it was valid JSON.
+    /// The clear-text header as JSON, when it could be read.
     pub header: Option<Value>,
 }
 
@@ -413,42 +416,6 @@ impl fmt::Display for RejectReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.code())
     }
-}
-
-/// The clear-text header as written: every field of the message but its payload and
-/// metadata, borrowed.
-#[derive(Serialize)]
-struct HeaderRef<'a> {
-    id: &'a str,
-    sender_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    recipient_id: Option<&'a str>,
-    message_type: MessageType,
-    pattern: CommunicationPattern,
-    priority: Priority,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    topic: Option<&'a str>,
-    created_at: &'a DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expires_at: Option<&'a DateTime<Utc>>,
-}
-
-/// The header as read; anything else in it (a `payload`, say) makes it malformed.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Header {
-    id: String,
-    sender_id: String,
-    #[serde(default)]
-    recipient_id: Option<String>,
-    message_type: MessageType,
-    pattern: CommunicationPattern,
-    priority: Priority,
-    #[serde(default)]
-    topic: Option<String>,
-    created_at: DateTime<Utc>,
-    #[serde(default)]
-    expires_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize)]
@@ -564,64 +531,62 @@ impl Codec {
     /// decoder would refuse), or on a failure of the serializer or the codecs that
     /// cannot happen with a well-formed [`Message`].
     pub fn encode(&self, message: &Message) -> Result<Vec<u8>, EncodeError> {
-        let header = header_bytes(message)?;
-        let header_len = u32::try_from(header.len()).map_err(|_| EncodeError::TooLarge {
+        // Built in one buffer: prefix, header, [nonce], body (encrypted in place), tag.
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(&[MAGIC[0], MAGIC[1], VERSION, 0, 0, 0, 0, 0]);
+        write_header(message, &mut out)?;
+        let header_len = out.len() - PREFIX_LEN;
+        let prefix_len = u32::try_from(header_len).map_err(|_| EncodeError::TooLarge {
             part: "header",
-            len: header.len(),
+            len: header_len,
             limit: u32::MAX as usize,
         })?;
-        let body = body_bytes(message)?;
-        if body.len() > MAX_BODY_LEN {
+        out[4..PREFIX_LEN].copy_from_slice(&prefix_len.to_be_bytes());
+
+        let mut flags = FLAG_SIGNED;
+        let nonce = self.encrypt.then(|| {
+            let mut nonce = [0u8; NONCE_LEN];
+            rand::fill(&mut nonce);
+            nonce
+        });
+        if let Some(nonce) = &nonce {
+            out.extend_from_slice(nonce);
+        }
+        let body_start = out.len();
+        serde_json::to_writer(
+            &mut out,
+            &BodyRef {
+                payload: &message.payload,
+                metadata: &message.metadata,
+            },
+        )?;
+        let body_len = out.len() - body_start;
+        if body_len > MAX_BODY_LEN {
             return Err(EncodeError::TooLarge {
                 part: "body",
-                len: body.len(),
+                len: body_len,
                 limit: MAX_BODY_LEN,
             });
         }
-
-        let mut flags = FLAG_SIGNED;
-        let body = if body.len() > self.compress_above {
+        if body_len > self.compress_above {
             flags |= FLAG_COMPRESSED;
-            zstd::bulk::compress(&body, COMPRESSION_LEVEL).map_err(EncodeError::Compress)?
-        } else {
-            body
-        };
-        let sealed = if self.encrypt {
+            let compressed = zstd::bulk::compress(&out[body_start..], COMPRESSION_LEVEL)
+                .map_err(EncodeError::Compress)?;
+            out.truncate(body_start);
+            out.extend_from_slice(&compressed);
+        }
+        if let Some(nonce) = &nonce {
             flags |= FLAG_ENCRYPTED;
-            let mut nonce = [0u8; NONCE_LEN];
-            rand::fill(&mut nonce);
-            let ciphertext = self
+            let (head, body) = out.split_at_mut(body_start);
+            let header = &head[PREFIX_LEN..PREFIX_LEN + header_len];
+            let gcm_tag = self
                 .keys
                 .cipher
-                .encrypt(
-                    &nonce.into(),
-                    Payload {
-                        msg: &body,
-                        aad: &header,
-                    },
-                )
+                .encrypt_in_place_detached(&(*nonce).into(), header, body)
                 .map_err(|_| EncodeError::Encrypt)?;
-            Some((nonce, ciphertext))
-        } else {
-            None
-        };
-
-        let body_len = sealed
-            .as_ref()
-            .map_or(body.len(), |(_, ciphertext)| NONCE_LEN + ciphertext.len());
-        let mut out = Vec::with_capacity(PREFIX_LEN + header.len() + body_len + TAG_LEN);
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        out.push(flags);
-        out.extend_from_slice(&header_len.to_be_bytes());
-        out.extend_from_slice(&header);
-        match &sealed {
-            Some((nonce, ciphertext)) => {
-                out.extend_from_slice(nonce);
-                out.extend_from_slice(ciphertext);
-            }
-            None => out.extend_from_slice(&body),
+            out.extend_from_slice(&gcm_tag);
         }
+        out[3] = flags;
         let tag = self.tag(&out);
         out.extend_from_slice(&tag);
         Ok(out)
@@ -633,21 +598,15 @@ impl Codec {
         let frame = Frame::parse(bytes)?;
         // The fast path reads the header straight into its fields once the envelope is
         // authenticated; only a refusal parses it loosely, to show it in the listing.
-        let loose = |reason: RejectReason, detail: String| match serde_json::from_slice::<Value>(
-            frame.header,
-        ) {
-            Ok(header) => Rejected::new(reason, detail, Some(header)),
-            Err(error) => Rejected::malformed(format!("the header is not JSON: {error}")),
-        };
+        let header = Header::read(frame.header);
         let body = self
             .open(&frame)
-            .map_err(|(reason, detail)| loose(reason, detail))?;
-        let header: Header = serde_json::from_slice(frame.header).map_err(|error| {
-            loose(
-                RejectReason::Malformed,
-                format!("the header is not a message: {error}"),
-            )
-        })?;
+            .map_err(|(reason, detail)| match &header {
+                Ok(header) => Rejected::new(reason, detail, Some(header.to_json())),
+                Err(error) => Rejected::malformed(format!("the header is unreadable: {error}")),
+            })?;
+        let header = header
+            .map_err(|error| Rejected::malformed(format!("the header is unreadable: {error}")))?;
         Ok(assemble(header, body))
     }
 
@@ -725,37 +684,25 @@ impl Codec {
     }
 }
 
-/// The header: the message's JSON without `payload` and `metadata`.
-fn header_bytes(message: &Message) -> Result<Vec<u8>, serde_json::Error> {
-    // Listing every field (no `..`) makes a field added to `Message` a compile error
-    // here rather than a field silently lost on the wire.
-    let Message {
-        id,
-        sender_id,
-        recipient_id,
-        message_type,
-        pattern,
-        priority,
-        topic,
-        payload: _,
-        metadata: _,
-        created_at,
-        expires_at,
-    } = message;
-    serde_json::to_vec(&HeaderRef {
-        id,
-        sender_id,
-        recipient_id: recipient_id.as_deref(),
-        message_type: *message_type,
-        pattern: *pattern,
-        priority: *priority,
-        topic: topic.as_deref(),
-        created_at,
-        expires_at: expires_at.as_ref(),
+/// Appends the header (every field of the message but `payload` and `metadata`) to `out`.
+fn write_header(message: &Message, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    header::write(message, out).map_err(|e| EncodeError::TooLarge {
+        part: e.field,
+        len: e.len,
+        limit: header::MAX_TEXT,
     })
 }
 
+/// The header alone.
+#[cfg(test)]
+fn header_bytes(message: &Message) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::new();
+    write_header(message, &mut out)?;
+    Ok(out)
+}
+
 /// The body before compression and encryption.
+#[cfg(test)]
 fn body_bytes(message: &Message) -> Result<Vec<u8>, serde_json::Error> {
     serde_json::to_vec(&BodyRef {
         payload: &message.payload,
@@ -872,7 +819,8 @@ mod tests {
 
     /// A signed envelope with arbitrary parts.
     fn signed(codec: &Codec, flags: u8, header: &[u8], rest: &[u8]) -> Vec<u8> {
-        let mut envelope = b"SZ\x01".to_vec();
+        let mut envelope = b"SZ".to_vec();
+        envelope.push(VERSION);
         envelope.push(flags | FLAG_SIGNED);
         envelope.extend_from_slice(&(header.len() as u32).to_be_bytes());
         envelope.extend_from_slice(header);
@@ -895,7 +843,7 @@ mod tests {
             for payload_len in [0, 10, 100 * 1024] {
                 let m = message(payload_len);
                 let envelope = codec.encode(&m).unwrap();
-                assert_eq!(&envelope[..3], b"SZ\x01");
+                assert_eq!(&envelope[..3], &[b'S', b'Z', VERSION]);
                 let expected = FLAG_SIGNED
                     | if encrypt { FLAG_ENCRYPTED } else { 0 }
                     | if payload_len > 1000 {
@@ -928,8 +876,9 @@ mod tests {
         let clear = "summarize the report";
         for encrypt in [false, true] {
             let envelope = codec(encrypt).encode(&m).unwrap();
-            let header: Value =
-                serde_json::from_slice(&envelope[8..8 + header_len(&envelope)]).unwrap();
+            let header = Header::read(&envelope[8..8 + header_len(&envelope)])
+                .unwrap()
+                .to_json();
             assert_eq!(header["sender_id"], "orchestrator");
             assert_eq!(header["priority"], "high");
             assert!(header.get("payload").is_none() && header.get("metadata").is_none());
@@ -984,7 +933,7 @@ mod tests {
                 bad[at] ^= 0x01;
                 codec.decode(&bad)
             };
-            // A letter of the sender id: still JSON, so the header comes back.
+            // A letter of the sender id: still a header, so it comes back.
             let sender = envelope
                 .windows(b"orchestrator".len())
                 .position(|w| w == b"orchestrator")
@@ -1109,19 +1058,15 @@ mod tests {
     }
 
     #[test]
-    fn signed_json_that_is_not_a_message_is_malformed() {
+    fn signed_parts_that_are_not_a_message_are_malformed() {
         let codec = codec(false);
         let good_body = body_bytes(&message(0)).unwrap();
         let good_header = header_bytes(&message(0)).unwrap();
-        let cases: [(&[u8], &[u8]); 5] = [
-            (br#"{"id": "x"}"#, &good_body),
-            (b"[1, 2]", &good_body),
-            (br#"{"payload": {}}"#, &good_body),
-            (&good_header, br#"{"payload": []}"#),
-            (&good_header, b"{"),
-        ];
-        for (header, body) in cases {
-            let rejected = codec.decode(&signed(&codec, 0, header, body)).unwrap_err();
+        // A readable header with a body that is not one: the header comes back.
+        for body in [&br#"{"payload": []}"#[..], b"{", b"[1, 2]", b""] {
+            let rejected = codec
+                .decode(&signed(&codec, 0, &good_header, body))
+                .unwrap_err();
             assert_eq!(rejected.reason, RejectReason::Malformed, "{rejected}");
             assert!(rejected.header.is_some());
         }
@@ -1130,11 +1075,22 @@ mod tests {
                 .decode(&signed(&codec, 0, &good_header, &good_body))
                 .is_ok()
         );
-        let rejected = codec
-            .decode(&signed(&codec, 0, b"{not json", &good_body))
-            .unwrap_err();
-        assert_eq!(rejected.reason, RejectReason::Malformed);
-        assert!(rejected.header.is_none());
+        // An unreadable header: JSON (the old format), cut short, or with a byte more.
+        let mut longer = good_header.clone();
+        longer.push(0);
+        for header in [
+            &br#"{"id": "x"}"#[..],
+            &good_header[..good_header.len() - 1],
+            &longer,
+            b"",
+        ] {
+            let rejected = codec
+                .decode(&signed(&codec, 0, header, &good_body))
+                .unwrap_err();
+            assert_eq!(rejected.reason, RejectReason::Malformed, "{rejected}");
+            assert!(rejected.header.is_none());
+            assert!(rejected.detail.contains("header"), "{}", rejected.detail);
+        }
     }
 
     #[test]
@@ -1157,14 +1113,14 @@ mod tests {
             let mut bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
             // Half the time, a plausible prefix, so that the later checks are reached.
             if round % 2 == 0 && len >= PREFIX_LEN {
-                bytes[..3].copy_from_slice(b"SZ\x01");
+                bytes[..3].copy_from_slice(&[b'S', b'Z', VERSION]);
                 bytes[3] &= KNOWN_FLAGS;
                 let header_len = rng.random_range(0..=(len - PREFIX_LEN) as u32 + 4);
                 bytes[4..8].copy_from_slice(&header_len.to_be_bytes());
             }
             assert!(codec.decode(&bytes).is_err());
         }
-        let mut huge_header = b"SZ\x01\x04".to_vec();
+        let mut huge_header = vec![b'S', b'Z', VERSION, FLAG_SIGNED];
         huge_header.extend_from_slice(&u32::MAX.to_be_bytes());
         assert_eq!(reason(codec.decode(&huge_header)), RejectReason::Malformed);
     }

@@ -28,6 +28,7 @@
 pub mod dead;
 pub mod envelope;
 pub mod error;
+mod header;
 pub mod limit;
 mod memory;
 mod redis_backend;
