@@ -47,6 +47,8 @@ fi
 packages=(
   build-essential pkg-config curl ca-certificates git
   redis-server
+  # The infra tests' local images (a static busybox) and local image registry.
+  busybox-static docker-registry
   libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev patchelf
   xvfb xauth webkit2gtk-driver dunst dbus-x11 x11-utils xdotool imagemagick
 )

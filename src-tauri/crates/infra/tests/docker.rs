@@ -1,0 +1,386 @@
+//! The infrastructure layer against a real Docker engine (`.ci/run` starts one): deploy-all
+//! gated on health, scaling that never touches unlabelled containers, healing with backoff
+//! and giving up with an alert, logs, stats, pulls with per-layer progress from a local
+//! registry, and a missing engine reported as unavailable.
+//!
+//! Images are built locally (see `common`); services use the host network (the engine runs
+//! with `--bridge=none`). Each test has its own project label, so tests run in parallel
+//! without seeing each other's containers.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use sutazai_infra::{
+    Action, HealPolicy, Infra, InfraConfig, InfraError, InfraEvent, LABEL_PROJECT,
+};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// A project of its own, its catalogue directory, and cleanup on drop.
+struct Project {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    fn new(test: &str) -> Project {
+        common::require_docker();
+        let name = format!("sztest-{test}-{}", std::process::id());
+        common::remove_labelled(&format!("{LABEL_PROJECT}={name}"));
+        let dir = tempfile::tempdir().unwrap();
+        // Only the services a test writes: the built-in ones are switched off.
+        for builtin in ["redis", "ollama", "agent-worker"] {
+            std::fs::write(
+                dir.path().join(format!("{builtin}.toml")),
+                format!("name = \"{builtin}\"\nenabled = false\n"),
+            )
+            .unwrap();
+        }
+        Project { name, dir }
+    }
+
+    fn service(&self, file: &str, toml: &str) {
+        std::fs::write(self.dir.path().join(file), toml).unwrap();
+    }
+
+    async fn infra(&self, heal: Option<HealPolicy>) -> Infra {
+        let config = InfraConfig {
+            project: self.name.clone(),
+            catalogue_dir: Some(self.dir.path().to_path_buf()),
+            vars: BTreeMap::new(),
+            heal,
+            stop_timeout: Duration::from_secs(2),
+            ..InfraConfig::default()
+        };
+        let infra = Infra::new(config, CancellationToken::new()).await.unwrap();
+        assert!(infra.availability().available, "{:?}", infra.availability());
+        infra
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        common::remove_labelled(&format!("{LABEL_PROJECT}={}", self.name));
+    }
+}
+
+fn redis_service(port: u16) -> String {
+    format!(
+        r#"name = "redis"
+kind = "redis"
+image = "{image}"
+network_mode = "host"
+command = ["/usr/bin/redis-server", "--port", "{port}", "--bind", "127.0.0.1", "--appendonly", "yes", "--dir", "/data"]
+endpoint = "redis://127.0.0.1:{port}"
+volumes = [{{ name = "redis-data", path = "/data" }}]
+health = {{ test = ["/usr/bin/redis-cli", "-p", "{port}", "ping"], interval_s = 0.5, timeout_s = 2, retries = 20 }}
+"#,
+        image = common::redis_image()
+    )
+}
+
+fn busybox_service(name: &str, network: &str, script: &str, extra: &str) -> String {
+    format!(
+        r#"name = "{name}"
+image = "{image}"
+network_mode = "{network}"
+command = ["/bin/sh", "-c", "{script}"]
+{extra}
+"#,
+        image = common::busybox_image()
+    )
+}
+
+fn docker_ps(filter: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--filter", filter, "--format", "{{.Names}}"])
+        .output()
+        .unwrap();
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
+async fn next_event(
+    events: &mut broadcast::Receiver<InfraEvent>,
+    within: Duration,
+    mut wanted: impl FnMut(&InfraEvent) -> bool,
+) -> Option<InfraEvent> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await {
+            Ok(Ok(e)) if wanted(&e) => return Some(e),
+            Ok(Ok(_)) | Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_all_brings_services_up_in_order_gated_on_health() {
+    let project = Project::new("deploy");
+    let port = common::free_port();
+    project.service("redis.toml", &redis_service(port));
+    // Depends on Redis: it checks at start that Redis answers, and exits otherwise.
+    project.service(
+        "app.toml",
+        &busybox_service(
+            "app",
+            "host",
+            &format!(
+                "echo PING | nc -w 1 127.0.0.1 {port} | grep -q PONG || exit 3; echo up; while true; do sleep 1; done"
+            ),
+            "depends_on = [\"redis\"]",
+        ),
+    );
+    let infra = project.infra(None).await;
+    let mut events = infra.subscribe();
+    let report = infra.deploy_all().await.unwrap();
+    assert_eq!(report.services, ["redis", "app"]);
+    let mut order = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let InfraEvent::Step {
+            step,
+            service,
+            status,
+            ..
+        } = e
+            && status == "done"
+        {
+            order.push(format!("{service}:{step}"));
+        }
+    }
+    assert_eq!(
+        order,
+        [
+            "redis:health",
+            "redis:containers",
+            "app:health",
+            "app:containers"
+        ]
+    );
+    let status = infra.status().await.unwrap();
+    let redis = &status.services[0];
+    assert_eq!(
+        (redis.state.as_str(), redis.health.as_str()),
+        ("running", "healthy")
+    );
+    assert_eq!(
+        redis.containers[0].name,
+        format!("{}-redis-1", project.name)
+    );
+    assert_eq!(status.services[1].state, "running");
+    println!(
+        "deploy-all: {:?} in {:.1} s; redis {} {}, app {}",
+        report.services, report.seconds, redis.state, redis.health, status.services[1].state
+    );
+    // Logs of the app show it found Redis.
+    let mut logs = infra.logs("app", 10, false).await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(line) = logs.next().await {
+        lines.push(line.unwrap().line);
+    }
+    assert_eq!(lines, ["up"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaling_touches_only_labelled_containers() {
+    let project = Project::new("scale");
+    project.service(
+        "w.toml",
+        &busybox_service("w", "none", "while true; do sleep 1; done", ""),
+    );
+    let infra = project.infra(None).await;
+    // A container started by hand, with a name in our pattern but no labels.
+    let stranger = format!("{}-w-9", project.name);
+    let ran = Command::new("docker")
+        .args(["run", "-d", "--network", "none", "--name", &stranger])
+        .arg(common::busybox_image())
+        .args(["sleep", "600"])
+        .status()
+        .unwrap();
+    assert!(ran.success());
+
+    let s = infra.control("w", Action::Scale, Some(3)).await.unwrap();
+    assert_eq!(s.running_replicas, 3);
+    let ours = docker_ps(&format!("label={LABEL_PROJECT}={}", project.name));
+    assert_eq!(
+        ours,
+        (1..=3)
+            .map(|i| format!("{}-w-{i}", project.name))
+            .collect::<Vec<_>>()
+    );
+    let s = infra.control("w", Action::Scale, Some(1)).await.unwrap();
+    assert_eq!((s.running_replicas, s.containers.len()), (1, 1));
+    assert_eq!(
+        docker_ps(&format!("label={LABEL_PROJECT}={}", project.name)),
+        [format!("{}-w-1", project.name)]
+    );
+    // The stranger is still there and running, untouched.
+    assert_eq!(docker_ps(&format!("name=^{stranger}$")), [stranger.as_str()]);
+    let state = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Running}}", &stranger])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "true");
+    // Stats of the one left.
+    let mut stats = infra
+        .stats(&format!("{}-w-1", project.name), false)
+        .await
+        .unwrap();
+    let sample = stats.next().await.unwrap().unwrap();
+    assert!(sample.memory_bytes > 0, "{sample:?}");
+    println!("scale 3 then 1: {ours:?} then one; stats {sample:?}");
+    // Bad requests.
+    assert!(matches!(
+        infra.control("w", Action::Scale, None).await,
+        Err(InfraError::Invalid(_))
+    ));
+    assert!(matches!(
+        infra.control("nope", Action::Start, None).await,
+        Err(InfraError::UnknownService(_))
+    ));
+    let _ = Command::new("docker")
+        .args(["rm", "-f", &stranger])
+        .status();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_containers_are_healed_and_crash_loops_raise_an_alert() {
+    let project = Project::new("heal");
+    project.service(
+        "steady.toml",
+        &busybox_service("steady", "none", "while true; do sleep 1; done", ""),
+    );
+    project.service(
+        "crashy.toml",
+        &busybox_service("crashy", "none", "sleep 0.3; exit 7", ""),
+    );
+    let policy = HealPolicy {
+        base: Duration::from_millis(200),
+        max: Duration::from_secs(1),
+        max_restarts: 3,
+        window: Duration::from_secs(120),
+    };
+    let infra = project.infra(Some(policy)).await;
+    let mut events = infra.subscribe();
+    infra.control("steady", Action::Start, None).await.unwrap();
+    let name = format!("{}-steady-1", project.name);
+    let killed = Instant::now();
+    assert!(
+        Command::new("docker")
+            .args(["kill", &name])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let healed = next_event(
+        &mut events,
+        Duration::from_secs(20),
+        |e| matches!(e, InfraEvent::Healed { container, .. } if *container == name),
+    )
+    .await
+    .expect("a Healed event for the killed container");
+    let took = killed.elapsed();
+    let s = infra.control("steady", Action::Start, None).await.unwrap();
+    assert_eq!(s.state, "running");
+    println!("docker kill → running again in {took:?}: {healed:?}");
+
+    infra.control("crashy", Action::Start, None).await.unwrap();
+    let alert = next_event(
+        &mut events,
+        Duration::from_secs(60),
+        |e| matches!(e, InfraEvent::Alert { service, .. } if service == "crashy"),
+    )
+    .await
+    .expect("an alert after the crash loop");
+    println!("crash loop: {alert:?}");
+    // Given up: it stays exited.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let s = infra.status().await.unwrap();
+    let crashy = s.services.iter().find(|s| s.name == "crashy").unwrap();
+    assert_eq!(crashy.containers[0].state, "exited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_report_per_layer_progress_from_a_registry() {
+    let project = Project::new("pull");
+    let registry = common::TestRegistry::start();
+    // A layer nobody has locally: /bin/true with bytes of its own appended (ELF ignores
+    // them), so the pull must download it.
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("true");
+    let mut bytes = std::fs::read("/bin/true").unwrap();
+    bytes.extend_from_slice(format!("{:?}{}", Instant::now(), std::process::id()).as_bytes());
+    std::fs::write(&binary, bytes).unwrap();
+    let image = common::binary_image("pulltest", &binary);
+    let reference = common::push(&image, &registry, "sutazai/pulltest");
+    common::remove_image(&reference);
+    common::remove_image(&image);
+    let infra = project.infra(None).await;
+    let mut progress = infra.pull(&reference);
+    let mut seen = Vec::new();
+    while let Some(p) = progress.next().await {
+        seen.push(p.unwrap());
+    }
+    let layered: Vec<_> = seen.iter().filter(|p| !p.layer.is_empty()).collect();
+    assert!(!layered.is_empty(), "{seen:#?}");
+    assert!(
+        seen.iter()
+            .any(|p| p.total.is_some() && p.current.is_some()),
+        "byte counts: {seen:#?}"
+    );
+    assert!(
+        seen.iter().any(|p| p.status.contains("complete")),
+        "{seen:#?}"
+    );
+    println!(
+        "pull {reference}: {} events, e.g. {:?}",
+        seen.len(),
+        layered.iter().find(|p| p.total.is_some())
+    );
+    let missing = registry.reference("sutazai/absent", "1");
+    let mut failing = infra.pull(&missing);
+    let mut error = None;
+    while let Some(p) = failing.next().await {
+        if let Err(e) = p {
+            error = Some(e);
+        }
+    }
+    assert!(matches!(error, Some(InfraError::Pull { .. })), "{error:?}");
+    common::remove_image(&reference);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_engine_is_unavailable_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = InfraConfig {
+        docker_host: Some(format!("unix://{}/docker.sock", dir.path().display())),
+        project: "sztest-missing".into(),
+        heal: None,
+        ..InfraConfig::default()
+    };
+    let infra = Infra::new(config, CancellationToken::new()).await.unwrap();
+    let a = infra.availability();
+    assert!(!a.available);
+    assert!(a.hint.as_deref().is_some_and(|h| !h.is_empty()), "{a:?}");
+    let error = infra.status().await.unwrap_err();
+    assert_eq!(error.code(), "docker_unavailable");
+    println!("without an engine: {error}");
+    assert_eq!(
+        infra
+            .control("redis", Action::Start, None)
+            .await
+            .unwrap_err()
+            .code(),
+        "docker_unavailable"
+    );
+}
