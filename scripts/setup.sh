@@ -76,6 +76,11 @@ else
   "${SUDO[@]}" apt-get update -q
   "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# Debian's docker-registry package enables a system registry on :5000 where systemd runs;
+# the tests start their own on a loopback port, so the system one stays off.
+if have systemctl && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+  "${SUDO[@]}" systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
 
 # --- Rust -----------------------------------------------------------------------------------
 if ! have cargo && [ -x "$HOME/.cargo/bin/cargo" ]; then

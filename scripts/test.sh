@@ -18,6 +18,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/sutazai/target}
+# Incremental artefacts only help edit-compile loops; in CI they grew the shared target
+# directory by tens of gigabytes until the disk filled.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 RUN_ROOT=/var/cache/sutazai/run
 
 section() { printf '\n======== %s ========\n' "$*"; }

@@ -7,12 +7,19 @@
 //!   real server process.
 //!
 //! - [`redis_server`]: a real `redis-server` (the one `.ci/run` started, or a private one).
+//! - [`docker`]: Docker test images built here (busybox, redis, our binaries), a local
+//!   registry, cleanup by label.
+//! - [`Kill`]: child processes killed when a test ends.
 //!
 //! Nothing here fakes a part: when node, the model or the binary cannot be had, the
 //! helpers fail the test with a message that says what to install.
 
 #[path = "../../src-tauri/crates/bus/tests/common/mod.rs"]
 pub mod redis_server;
+
+/// Docker test images, a local registry and cleanup (shared with the infra crate's tests).
+#[path = "../../src-tauri/crates/infra/tests/common/mod.rs"]
+pub mod docker;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -308,7 +315,15 @@ pub fn headless_command(bin: &Path, llm: &str, port: u16, data: &Path) -> Comman
         .env_remove("SUTAZAI_API_URL")
         .env_remove("REDIS_URL")
         .env_remove("SUTAZAI_BUS_KEY")
-        .env_remove("SUTAZAI_LOCAL_AGENTS");
+        .env_remove("SUTAZAI_LOCAL_AGENTS")
+        .env_remove("SUTAZAI_SERVICES_DIR")
+        .env_remove("SUTAZAI_INFRA_PROJECT")
+        // No Docker unless the test asks (tests/tests/infra.rs sets a real DOCKER_HOST):
+        // a test server must not manage, heal or poll the machine's containers.
+        .env(
+            "DOCKER_HOST",
+            "unix:///nonexistent/sutazai-tests-no-docker.sock",
+        );
     command
 }
 
@@ -322,6 +337,19 @@ pub async fn wait_healthy(base: &str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
+}
+
+/// Child processes killed (and reaped) when the test ends, however it ends.
+#[derive(Debug)]
+pub struct Kill(pub Vec<Child>);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// A free loopback port (bound and released; fine for a test's own server).

@@ -11,21 +11,9 @@ use redis::AsyncCommands as _;
 use serde_json::{Value, json};
 use sutazai_bus::MasterKey;
 use sutazai_tests::redis_server::{TestRedis, namespace};
-use sutazai_tests::{TestLlm, free_port, headless_binary, headless_command, wait_healthy};
+use sutazai_tests::{Kill, TestLlm, free_port, headless_binary, headless_command, wait_healthy};
 
 const TASKS: usize = 200;
-
-/// Child processes killed when the test ends, however it ends.
-struct Kill(Vec<Child>);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 struct Cluster {
     redis_url: String,

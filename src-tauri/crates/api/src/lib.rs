@@ -18,6 +18,7 @@
 mod error;
 mod extract;
 mod health;
+mod infra;
 mod messages;
 mod openapi;
 mod routes;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) health: Arc<health::HealthCache>,
     pub(crate) started: Instant,
+    /// Docker services; `None` where this process does not manage them.
+    pub(crate) infra: Option<sutazai_infra::Infra>,
 }
 
 impl AppState {
@@ -76,7 +79,14 @@ impl AppState {
             config: Arc::new(config),
             health: Arc::new(health::HealthCache::default()),
             started: Instant::now(),
+            infra: None,
         }
+    }
+
+    /// The same state managing Docker services through `infra`.
+    pub fn with_infra(mut self, infra: sutazai_infra::Infra) -> AppState {
+        self.infra = Some(infra);
+        self
     }
 }
 
@@ -110,12 +120,15 @@ pub fn app(state: AppState) -> Router {
             post(messages::replay_dead_letter),
         )
         .route("/workers", get(messages::workers))
-        .route("/infrastructure/status", get(routes::infrastructure_status))
-        .route("/infrastructure/deploy-all", post(routes::deploy_all))
+        .route("/infrastructure/status", get(infra::status))
+        .route("/infrastructure/deploy-all", post(infra::deploy_all))
         .route(
             "/infrastructure/services/{service_name}/control",
-            post(routes::control_service),
+            post(infra::control_service),
         )
+        .route("/infrastructure/services/{name}/logs", get(infra::logs))
+        .route("/infrastructure/containers/{name}/stats", get(infra::stats))
+        .route("/infrastructure/images/pull", post(infra::pull))
         .route("/analytics/performance", get(routes::analytics))
         .route("/openapi.json", get(openapi::document))
         .route("/ws", get(ws::system))

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::{messages, routes};
+use crate::{infra, messages, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,9 +31,12 @@ use crate::{messages, routes};
         messages::delete_dead_letter,
         messages::purge_dead_letters,
         messages::workers,
-        routes::infrastructure_status,
-        routes::deploy_all,
-        routes::control_service,
+        infra::status,
+        infra::deploy_all,
+        infra::control_service,
+        infra::logs,
+        infra::stats,
+        infra::pull,
         routes::analytics,
     ),
     components(schemas(
@@ -52,6 +55,18 @@ use crate::{messages, routes};
         sutazai_bus::DeadReason,
         sutazai_bus::NodeInfo,
         sutazai_bus::QueueDepth,
+        infra::ServiceControl,
+        infra::PullRequest,
+        sutazai_infra::InfraStatus,
+        sutazai_infra::ServiceStatus,
+        sutazai_infra::ContainerInfo,
+        sutazai_infra::Availability,
+        sutazai_infra::DeployReport,
+        sutazai_infra::LogLine,
+        sutazai_infra::StatsSample,
+        sutazai_infra::PullProgress,
+        sutazai_infra::InfraEvent,
+        sutazai_infra::ServiceKind,
     ))
 )]
 struct Document;

@@ -56,9 +56,12 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
         "llm": health.llm,
         "journal": {"ok": health.journal_ok},
         "message_bus": message_bus,
-        "infrastructure": {
-            "available": false,
-            "reason": "container management is not part of this version",
+        "infrastructure": match &state.infra {
+            Some(infra) => serde_json::to_value(infra.availability()).unwrap_or_default(),
+            None => json!({
+                "available": false,
+                "reason": "infrastructure management is off in this process",
+            }),
         },
     }))
 }
@@ -152,12 +155,46 @@ pub(crate) async fn control_agent(
         }
     };
     let agent = state.orchestrator.control_agent(&agent_id, action)?;
+    let workers = agent_workers(&state, &agent.id, &body.action, body.instances).await;
     Ok(Json(json!({
         "agent_id": agent.id,
         "action": body.action,
         "status": agent.status,
         "agent": agent,
+        "workers": workers,
     })))
+}
+
+/// The agent's worker containers (service `worker-{agent}`, each running `sutazai worker
+/// --agents {agent}`), given the same action: `scale` creates the service; start, stop and
+/// restart apply once it exists. Without Docker the in-process part above still applies
+/// and this says why the containers were not touched.
+async fn agent_workers(
+    state: &AppState,
+    agent: &str,
+    action: &str,
+    instances: Option<u32>,
+) -> Value {
+    let Some(infra) = &state.infra else {
+        return Value::Null;
+    };
+    let outcome = async {
+        let service = format!("worker-{agent}");
+        if action != "scale" && infra.catalogue().get(&service).is_none() {
+            return Ok(None);
+        }
+        let service = infra.ensure_agent_worker(agent)?;
+        let action = crate::infra::parse_action(action).map_err(|_| {
+            sutazai_infra::InfraError::Invalid(format!("no container action {action}"))
+        })?;
+        infra.control(&service, action, instances).await.map(Some)
+    }
+    .await;
+    match outcome {
+        Ok(Some(status)) => serde_json::to_value(status).unwrap_or_default(),
+        Ok(None) => Value::Null,
+        Err(e) => json!({"error": {"code": e.code(), "message": e.to_string()}}),
+    }
 }
 
 /// Answer of `POST /tasks`.
@@ -281,32 +318,6 @@ pub(crate) async fn approve_task(
         "pending_approvals": task.pending_approvals(),
         "approvals": task.approvals,
     })))
-}
-
-fn docker_unavailable() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "docker_unavailable",
-        "container management (Docker services: Redis, Ollama, agent workers) is not part of this version yet; nothing was changed",
-    )
-}
-
-/// `GET /infrastructure/status`.
-#[utoipa::path(get, path = "/infrastructure/status", responses((status = 503, body = crate::error::ErrorBody)))]
-pub(crate) async fn infrastructure_status() -> ApiError {
-    docker_unavailable()
-}
-
-/// `POST /infrastructure/deploy-all`.
-#[utoipa::path(post, path = "/infrastructure/deploy-all", responses((status = 503, body = crate::error::ErrorBody)))]
-pub(crate) async fn deploy_all() -> ApiError {
-    docker_unavailable()
-}
-
-/// `POST /infrastructure/services/{service_name}/control`.
-#[utoipa::path(post, path = "/infrastructure/services/{service_name}/control", responses((status = 503, body = crate::error::ErrorBody)))]
-pub(crate) async fn control_service(Path(_service_name): Path<String>) -> ApiError {
-    docker_unavailable()
 }
 
 /// Window of `GET /analytics/performance`.

@@ -3,7 +3,9 @@
 //!
 //! Events keep the system description's shapes: `{"type": "system_status", "data":
 //! {"system_health", "active_tasks", …}}`, `{"type": "task_completed", "task_name", …}`,
-//! `{"type": "alert", "message", "severity"}`. Each loop ends when the client leaves or the
+//! `{"type": "alert", "message", "severity"}`; infrastructure events (deploy steps, pull
+//! progress, heals, scaling, Docker availability) come as `{"type": "infrastructure",
+//! "data": …}`. Each loop ends when the client leaves or the
 //! server shuts down.
 //!
 //! `/ws/agent/{id}` watches the bus as an observer (`Filter::Agent`: the agent's inbox and
@@ -19,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sutazai_bus::{BusError, Filter};
 use sutazai_core::AgentState;
+use sutazai_infra::InfraEvent;
 use sutazai_orchestrator::Event;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
@@ -102,8 +105,44 @@ async fn forward(socket: &mut WebSocket, event: &Event) -> bool {
     }
 }
 
+/// An infrastructure event as sent on `/ws`: `{"type": "infrastructure", "event": …}`, and
+/// for alerts (the healer gave up, a deploy failed) the spec's `alert` shape as well.
+fn infra_messages(event: &InfraEvent) -> Vec<Value> {
+    let mut out = vec![json!({
+        "type": "infrastructure",
+        "timestamp": Utc::now(),
+        "data": event,
+    })];
+    if let InfraEvent::Alert {
+        severity,
+        service,
+        message,
+    } = event
+    {
+        out.push(json!({
+            "type": "alert",
+            "severity": severity,
+            "message": message,
+            "service": service,
+            "timestamp": Utc::now(),
+        }));
+    }
+    out
+}
+
+/// The next infrastructure event, or never when this process manages none.
+async fn next_infra(
+    events: &mut Option<tokio::sync::broadcast::Receiver<InfraEvent>>,
+) -> Result<InfraEvent, RecvError> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn system_loop(mut socket: WebSocket, state: AppState, tokens: bool) {
     let mut events = state.orchestrator.subscribe();
+    let mut infra_events = state.infra.as_ref().map(sutazai_infra::Infra::subscribe);
     let mut tick = tokio::time::interval(state.config.heartbeat_interval);
     loop {
         tokio::select! {
@@ -120,6 +159,17 @@ async fn system_loop(mut socket: WebSocket, state: AppState, tokens: bool) {
                     if !send(&mut socket, &json!({"type": "lagged", "missed": missed})).await { return; }
                 }
                 Err(RecvError::Closed) => break,
+            },
+            event = next_infra(&mut infra_events) => match event {
+                Ok(event) => {
+                    for value in infra_messages(&event) {
+                        if !send(&mut socket, &value).await { return; }
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    if !send(&mut socket, &json!({"type": "lagged", "missed": missed})).await { return; }
+                }
+                Err(RecvError::Closed) => infra_events = None,
             },
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return,

@@ -65,6 +65,64 @@ pub enum Command {
     /// List or pull the default provider's models (Ollama's `/api/tags` and `/api/pull`).
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Manage the Docker services (Redis, Ollama, agent workers) directly, no server needed.
+    #[command(subcommand)]
+    Infra(InfraCmd),
+}
+
+/// `sutazai infra ...`: the Docker services of the catalogue (`SUTAZAI_SERVICES_DIR`).
+#[derive(Debug, Clone, Subcommand)]
+pub enum InfraCmd {
+    /// Docker's availability and every service's state, health, replicas and containers.
+    Status,
+    /// Bring every service up in dependency order, each gated on health.
+    DeployAll,
+    /// Start a service (creating its containers up to the desired replicas).
+    Start {
+        /// Service name (`redis`, `ollama`, `agent-worker`, …).
+        service: String,
+        /// Replicas to run (default: the last asked for, or the catalogue's).
+        #[arg(long)]
+        instances: Option<u32>,
+    },
+    /// Stop a service's containers gracefully.
+    Stop {
+        /// Service name.
+        service: String,
+    },
+    /// Restart a service's containers.
+    Restart {
+        /// Service name.
+        service: String,
+    },
+    /// Run exactly N replicas of a service.
+    Scale {
+        /// Service name.
+        service: String,
+        /// Replicas (0 removes them all).
+        instances: u32,
+    },
+    /// Stop and delete a service's containers (its volumes are kept).
+    Remove {
+        /// Service name.
+        service: String,
+    },
+    /// Show a service's (or one container's) log lines.
+    Logs {
+        /// Service or container name.
+        target: String,
+        /// Last lines to show.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+        /// Keep following new lines.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Pull an image, showing per-layer progress.
+    Pull {
+        /// Image reference.
+        image: String,
+    },
 }
 
 /// `sutazai models ...`: talks to the configured LLM endpoint directly, no server needed.
@@ -209,7 +267,11 @@ pub(crate) async fn run_client(
     match command {
         Command::Task(cmd) => run_task(cmd, client, json_output).await,
         Command::Agents(cmd) => run_agents(cmd, client, json_output).await,
-        Command::Serve | Command::Worker { .. } | Command::Doctor | Command::Models(_) => {
+        Command::Serve
+        | Command::Worker { .. }
+        | Command::Doctor
+        | Command::Models(_)
+        | Command::Infra(_) => {
             bail!("not a client command")
         }
     }

@@ -11,6 +11,8 @@
 //! - [`cli`]: the clap definitions ([`Cli`]) and the client subcommands (`task ...`,
 //!   `agents ...`), which talk to a running server over HTTP through [`client`].
 //! - [`doctor`]: `sutazai doctor`, the environment check with fix hints.
+//! - [`infra`]: the Docker services — the infrastructure layer of `serve` (healer,
+//!   auto-scaler) and `sutazai infra …`.
 //! - [`node`]: joining the message bus (in-process or Redis, key, limits, heartbeats) and
 //!   `sutazai worker`, which executes agent steps from a Redis bus.
 //! - [`output`]: tables and formatting for human-readable output.
@@ -22,6 +24,7 @@
 pub mod cli;
 pub mod client;
 pub mod doctor;
+pub mod infra;
 pub mod models;
 pub mod node;
 pub mod output;
@@ -33,7 +36,7 @@ use std::io::IsTerminal as _;
 use anyhow::Context as _;
 use clap::CommandFactory as _;
 
-pub use cli::{AgentsCmd, Cli, Command, SubmitArgs, TaskCmd};
+pub use cli::{AgentsCmd, Cli, Command, InfraCmd, SubmitArgs, TaskCmd};
 pub use client::{ApiClient, ClientError};
 pub use serve::{BackgroundServer, run_server, spawn_background};
 pub use settings::{EnvVars, Locations, Settings, SettingsError};
@@ -95,6 +98,11 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
             init_tracing(&client_log_level());
             let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
             runtime()?.block_on(models::run(cmd, &settings, cli.json))
+        }
+        Command::Infra(cmd) => {
+            init_tracing(&client_log_level());
+            let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+            runtime()?.block_on(infra::run(cmd, &settings, cli.json))
         }
         Command::Task(_) | Command::Agents(_) => {
             init_tracing(&client_log_level());

@@ -16,7 +16,9 @@ use std::future::Future;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::Path;
+
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use anyhow::{Context as _, bail};
 use sutazai_agents::Registry;
@@ -274,7 +276,23 @@ async fn serve_bound(
     };
     crate::node::announce(&bus, "serve", orchestrator.executor().cloned());
 
-    let state = AppState::new(orchestrator.clone(), api_config(&settings));
+    let infra_stop = CancellationToken::new();
+    let infra = match crate::infra::start(&settings, Some(bus.clone()), infra_stop.clone()).await {
+        Ok(infra) => infra,
+        Err(e) => {
+            orchestrator.shutdown().await;
+            bus.shutdown();
+            journal.close().await;
+            return Err(e);
+        }
+    };
+    let docker = infra.availability();
+    if docker.available {
+        tracing::info!(host = %docker.docker_host, version = ?docker.version, "Docker available: infrastructure management on");
+    } else {
+        tracing::warn!(reason = ?docker.reason, hint = ?docker.hint, "Docker unavailable: infrastructure routes answer 503 until it comes back");
+    }
+    let state = AppState::new(orchestrator.clone(), api_config(&settings)).with_infra(infra);
     let url = client_url(addr);
     tracing::info!("listening on http://{addr} (dashboard: {url}/)");
     if settings.ui_dir.is_none() {
@@ -288,6 +306,7 @@ async fn serve_bound(
         let _ = ready.send(addr);
     }
     let served = sutazai_api::serve(listener, state, shutdown).await;
+    infra_stop.cancel();
     tracing::info!("stopping the orchestrator; unfinished tasks resume at the next start");
     orchestrator.shutdown().await;
     bus.shutdown();

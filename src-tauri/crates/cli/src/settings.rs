@@ -116,6 +116,8 @@ const KEYS: &[Key] = &[
     Key::new("bus_visibility_timeout", "SUTAZAI_BUS_VISIBILITY_TIMEOUT"),
     Key::new("local_agents", "SUTAZAI_LOCAL_AGENTS"),
     Key::new("bus_namespace", "SUTAZAI_BUS_NAMESPACE"),
+    Key::new("services_dir", "SUTAZAI_SERVICES_DIR"),
+    Key::new("infra_project", "SUTAZAI_INFRA_PROJECT"),
 ];
 
 /// Top-level file keys that have no environment variable.
@@ -453,6 +455,14 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `SUTAZAI_AGENTS_DIR`: user agent files overlaid on the built-ins.
     pub agents_dir: PathBuf,
+    /// `SUTAZAI_SERVICES_DIR` (default `<config dir>/services`): user service files
+    /// overlaid on the built-in Docker service catalogue (Redis, Ollama, agent workers);
+    /// `None` without a config directory.
+    pub services_dir: Option<PathBuf>,
+    /// `SUTAZAI_INFRA_PROJECT` (default `sutazai`): the label value (and container name
+    /// prefix) of the containers this installation manages; separate installations on one
+    /// Docker engine use separate projects.
+    pub infra_project: String,
     /// `SUTAZAI_MAX_TOKENS` (≥ 1): completion-token cap of free-text steps.
     pub max_tokens: u32,
     /// `SUTAZAI_STEP_TIMEOUT` (seconds, ≥ 1): limit of one model call.
@@ -723,6 +733,16 @@ impl Reader<'_> {
                     var: "SUTAZAI_AGENTS_DIR",
                 })?,
         };
+        // No default location (no home directory, as in a container): the built-in
+        // catalogue alone.
+        let services_dir = match self.path("services_dir")? {
+            Some(dir) => Some(dir),
+            None => self
+                .locations
+                .config_dir
+                .as_ref()
+                .map(|d| d.join("services")),
+        };
         let ui_dir = match self.found("ui_dir")? {
             Some(found) => {
                 let dir = self.resolve_path(&found);
@@ -788,6 +808,20 @@ impl Reader<'_> {
             model,
             data_dir,
             agents_dir,
+            services_dir,
+            infra_project: self
+                .parse_with("infra_project", |s| {
+                    if s.is_empty()
+                        || s.len() > 32
+                        || !s
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    {
+                        return Err("use 1 to 32 of a-z 0-9 -".to_owned());
+                    }
+                    Ok(s.to_owned())
+                })?
+                .unwrap_or_else(|| "sutazai".to_owned()),
             max_tokens: self.positive("max_tokens")?.unwrap_or(512),
             step_timeout: Duration::from_secs(self.positive("step_timeout")?.unwrap_or(300)),
             max_attempts: self.positive("max_attempts")?.unwrap_or(3),

@@ -81,7 +81,19 @@ pub(crate) fn unreachable(error: &DockerError) -> bool {
 
 /// [`InfraError::Unavailable`] for an error talking to the engine at `host`, with a hint.
 pub(crate) fn unavailable(host: &str, error: &DockerError) -> InfraError {
-    let text = error.to_string();
+    // The useful part (refused, permission denied) is at the end of the source chain.
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    let mut root = None;
+    while let Some(s) = source {
+        root = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(root) = root
+        && !text.contains(&root)
+    {
+        text = format!("{root} ({text})");
+    }
     let lower = text.to_lowercase();
     let hint = if lower.contains("permission denied") {
         "Add your user to the docker group (sudo usermod -aG docker $USER, then log in again) or run the app as a user that may use the socket."

@@ -96,16 +96,7 @@ command = ["/bin/sh", "-c", "{script}"]
 }
 
 fn docker_ps(filter: &str) -> Vec<String> {
-    let out = Command::new("docker")
-        .args(["ps", "-a", "--filter", filter, "--format", "{{.Names}}"])
-        .output()
-        .unwrap();
-    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    names.sort();
-    names
+    common::container_names(filter, true)
 }
 
 async fn next_event(
@@ -141,6 +132,15 @@ async fn deploy_all_brings_services_up_in_order_gated_on_health() {
             "depends_on = [\"redis\"]",
         ),
     );
+    // Limits per service.
+    std::fs::write(
+        project.dir.path().join("redis.toml"),
+        format!(
+            "{}resources = {{ cpus = 0.5, memory_mb = 128 }}\n",
+            redis_service(port)
+        ),
+    )
+    .unwrap();
     let infra = project.infra(None).await;
     let mut events = infra.subscribe();
     let report = infra.deploy_all().await.unwrap();
@@ -176,6 +176,19 @@ async fn deploy_all_brings_services_up_in_order_gated_on_health() {
     assert_eq!(
         redis.containers[0].name,
         format!("{}-redis-1", project.name)
+    );
+    let limits = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+            &redis.containers[0].name,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&limits.stdout).trim(),
+        format!("{} 500000000", 128 << 20)
     );
     assert_eq!(status.services[1].state, "running");
     println!(
@@ -225,7 +238,10 @@ async fn scaling_touches_only_labelled_containers() {
         [format!("{}-w-1", project.name)]
     );
     // The stranger is still there and running, untouched.
-    assert_eq!(docker_ps(&format!("name=^{stranger}$")), [stranger.as_str()]);
+    assert_eq!(
+        docker_ps(&format!("name=^{stranger}$")),
+        [stranger.as_str()]
+    );
     let state = Command::new("docker")
         .args(["inspect", "-f", "{{.State.Running}}", &stranger])
         .output()
@@ -383,4 +399,129 @@ async fn a_missing_engine_is_unavailable_with_a_hint() {
             .code(),
         "docker_unavailable"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_and_stats_stream_while_a_container_runs() {
+    let project = Project::new("stream");
+    project.service(
+        "ticker.toml",
+        &busybox_service(
+            "ticker",
+            "none",
+            "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done",
+            "",
+        ),
+    );
+    let infra = project.infra(None).await;
+    infra.control("ticker", Action::Start, None).await.unwrap();
+    // Only new lines (tail 0), as they come.
+    let mut follow = infra.logs("ticker", 0, true).await.unwrap();
+    let mut ticks = Vec::new();
+    while ticks.len() < 5 {
+        let line = tokio::time::timeout(Duration::from_secs(5), follow.next())
+            .await
+            .expect("a new log line within 5 s")
+            .expect("the stream goes on")
+            .unwrap();
+        assert_eq!(line.stream, "stdout");
+        let n: u64 = line.line.trim_start_matches("tick ").parse().unwrap();
+        ticks.push(n);
+    }
+    assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "{ticks:?}");
+    drop(follow);
+    let name = format!("{}-ticker-1", project.name);
+    let mut stats = infra.stats(&name, true).await.unwrap();
+    let mut samples = Vec::new();
+    while samples.len() < 3 {
+        let s = tokio::time::timeout(Duration::from_secs(5), stats.next())
+            .await
+            .expect("a stats sample within 5 s")
+            .expect("the stream goes on")
+            .unwrap();
+        samples.push(s);
+    }
+    assert!(
+        samples
+            .iter()
+            .all(|s| s.memory_bytes > 0 && s.container == name)
+    );
+    assert!(samples.windows(2).all(|w| w[1].read_at > w[0].read_at));
+    println!(
+        "followed ticks {ticks:?}; stats cpu {:.2}% → {:.2}%, memory {} bytes",
+        samples[1].cpu_percent, samples[2].cpu_percent, samples[2].memory_bytes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_auto_scaler_follows_the_queue_with_reasons() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use sutazai_infra::{Load, ScaleConfig, ScalePolicy};
+
+    let project = Project::new("autoscale");
+    project.service(
+        "workers.toml",
+        &busybox_service(
+            "workers",
+            "none",
+            "while true; do sleep 1; done",
+            "kind = \"worker\"\nmin_replicas = 1\nmax_replicas = 3",
+        ),
+    );
+    // The queue depth the app would read from the bus, set by the test.
+    let queue = Arc::new(AtomicU64::new(0));
+    let source = queue.clone();
+    let scale = ScaleConfig {
+        policy: ScalePolicy {
+            queue_per_replica: 10,
+            cooldown: Duration::from_secs(1),
+            ..ScalePolicy::default()
+        },
+        every: Duration::from_millis(200),
+        load: Arc::new(move || {
+            let depth = source.load(Ordering::SeqCst);
+            Box::pin(async move {
+                Some(Load {
+                    queue_depth: depth,
+                    cpu_percent: 10.0,
+                    memory_percent: 30.0,
+                })
+            })
+        }),
+    };
+    let config = InfraConfig {
+        project: project.name.clone(),
+        catalogue_dir: Some(project.dir.path().to_path_buf()),
+        heal: None,
+        auto_scale: Some(scale),
+        stop_timeout: Duration::from_secs(1),
+        ..InfraConfig::default()
+    };
+    let infra = Infra::new(config, CancellationToken::new()).await.unwrap();
+    let mut events = infra.subscribe();
+    infra.control("workers", Action::Start, None).await.unwrap();
+
+    queue.store(25, Ordering::SeqCst);
+    let up = next_event(&mut events, Duration::from_secs(20), |e| {
+        matches!(e, InfraEvent::Scaled { to: 3, .. })
+    })
+    .await
+    .expect("scaled up to 3");
+    let filter = format!("label={LABEL_PROJECT}={}", project.name);
+    assert_eq!(docker_ps(&filter).len(), 3);
+
+    queue.store(0, Ordering::SeqCst);
+    let down = next_event(&mut events, Duration::from_secs(20), |e| {
+        matches!(e, InfraEvent::Scaled { to: 1, .. })
+    })
+    .await
+    .expect("scaled back down to 1");
+    assert_eq!(docker_ps(&filter).len(), 1);
+    let reason = |e: &InfraEvent| match e {
+        InfraEvent::Scaled { reason, .. } => reason.clone(),
+        _ => String::new(),
+    };
+    assert!(reason(&up).contains("queue depth 25"), "{up:?}");
+    println!("auto-scaling: {} / {}", reason(&up), reason(&down));
 }

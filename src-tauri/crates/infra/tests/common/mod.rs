@@ -602,6 +602,25 @@ pub fn remove_labelled(label: &str) {
     }
 }
 
+/// Names of the containers matching a `docker ps --filter` (stopped ones too when `all`),
+/// sorted.
+pub fn container_names(filter: &str, all: bool) -> Vec<String> {
+    let mut args = vec!["ps", "--filter", filter, "--format", "{{.Names}}"];
+    if all {
+        args.push("-a");
+    }
+    let out = Command::new("docker")
+        .args(&args)
+        .output()
+        .expect("docker ps");
+    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    names.sort();
+    names
+}
+
 /// A TCP port that was free on 127.0.0.1 a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
