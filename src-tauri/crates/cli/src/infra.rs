@@ -58,6 +58,7 @@ pub async fn start(
         vars: vars(settings).await?,
         heal: Some(HealPolicy::default()),
         auto_scale,
+        state_dir: Some(settings.data_dir.join("infra")),
         ..InfraConfig::default()
     };
     Infra::new(config, shutdown)
@@ -108,6 +109,8 @@ pub async fn run(cmd: &InfraCmd, settings: &Settings, json: bool) -> anyhow::Res
         vars: vars(settings).await?,
         // A one-shot command: the healer belongs to the long-running server.
         heal: None,
+        // A pull cut short here (Ctrl-C) is resumed by the next run or `serve`.
+        state_dir: Some(settings.data_dir.join("infra")),
         ..InfraConfig::default()
     };
     let infra = Infra::new(config, shutdown.clone())

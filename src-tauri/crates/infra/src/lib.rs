@@ -27,6 +27,7 @@ pub mod error;
 pub mod model;
 mod ops;
 pub mod policy;
+mod pulls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -82,6 +84,9 @@ pub struct InfraConfig {
     pub auto_scale: Option<ScaleConfig>,
     /// Seconds a graceful stop waits before killing.
     pub stop_timeout: Duration,
+    /// Where pulls in progress are recorded, so that a restart resumes them (the data
+    /// directory); `None` keeps no record.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for InfraConfig {
@@ -94,6 +99,7 @@ impl Default for InfraConfig {
             heal: Some(HealPolicy::default()),
             auto_scale: None,
             stop_timeout: Duration::from_secs(10),
+            state_dir: None,
         }
     }
 }
@@ -144,6 +150,8 @@ struct Inner {
     desired: Mutex<HashMap<String, u32>>,
     events: broadcast::Sender<InfraEvent>,
     shutdown: CancellationToken,
+    /// Pulls in progress, recorded for a restart.
+    pulls: Option<pulls::PendingPulls>,
     /// The healer's memory, by container name.
     heal_histories: Mutex<HashMap<String, ops::HealEntry>>,
     /// Serialises lifecycle operations (deploy, scale, heal) so they do not race.
@@ -178,6 +186,7 @@ impl Infra {
                 docker: Mutex::new(None),
                 desired: Mutex::new(HashMap::new()),
                 heal_histories: Mutex::new(HashMap::new()),
+                pulls: config.state_dir.as_deref().map(pulls::PendingPulls::new),
                 events,
                 shutdown,
                 ops: tokio::sync::Mutex::new(()),
@@ -218,8 +227,36 @@ impl Infra {
                 available: now.available,
                 reason: now.reason.clone(),
             });
+            if now.available {
+                self.resume_pulls();
+            }
         }
         now
+    }
+
+    /// Pulls again, in the background, what a previous run (or the engine's departure)
+    /// left unfinished.
+    fn resume_pulls(&self) {
+        let Some(pending) = self.inner.pulls.clone() else {
+            return;
+        };
+        let infra = self.clone();
+        tokio::spawn(async move {
+            for reference in pending.unfinished().await {
+                tracing::info!(%reference, "resuming an unfinished image pull");
+                let mut progress = infra.pull(&reference);
+                let mut failure = None;
+                while let Some(p) = progress.next().await {
+                    if let Err(e) = p {
+                        failure = Some(e);
+                    }
+                }
+                match failure {
+                    None => tracing::info!(%reference, "resumed pull finished"),
+                    Some(e) => tracing::warn!(%reference, error = %e, "resumed pull failed"),
+                }
+            }
+        });
     }
 
     /// The last known availability (no request to the engine).

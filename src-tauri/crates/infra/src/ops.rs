@@ -295,6 +295,21 @@ pub(crate) fn pull(
     infra: &Infra,
     reference: &str,
 ) -> BoxStream<'static, Result<PullProgress, InfraError>> {
+    // Nothing to resume later when the engine is not there to begin with.
+    if let Err(e) = infra.docker() {
+        return futures::stream::once(async move { Err(e) }).boxed();
+    }
+    let progress = pull_untracked(infra, reference);
+    match &infra.inner.pulls {
+        Some(pending) => pending.track(reference.to_owned(), progress),
+        None => progress,
+    }
+}
+
+fn pull_untracked(
+    infra: &Infra,
+    reference: &str,
+) -> BoxStream<'static, Result<PullProgress, InfraError>> {
     let docker = match infra.docker() {
         Ok(d) => d,
         Err(e) => return futures::stream::once(async move { Err(e) }).boxed(),

@@ -525,3 +525,78 @@ async fn the_auto_scaler_follows_the_queue_with_reasons() {
     assert!(reason(&up).contains("queue depth 25"), "{up:?}");
     println!("auto-scaling: {} / {}", reason(&up), reason(&down));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_cut_short_is_resumed_at_the_next_start() {
+    let project = Project::new("resume");
+    let registry = common::TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let binary = dir.path().join("true");
+    let mut bytes = std::fs::read("/bin/true").unwrap();
+    bytes
+        .extend_from_slice(format!("resume {:?}{}", Instant::now(), std::process::id()).as_bytes());
+    std::fs::write(&binary, bytes).unwrap();
+    let image = common::binary_image("resumetest", &binary);
+    let reference = common::push(&image, &registry, "sutazai/resumetest");
+    common::remove_image(&reference);
+    common::remove_image(&image);
+    let state = tempfile::tempdir().unwrap();
+    let config = || InfraConfig {
+        project: project.name.clone(),
+        catalogue_dir: Some(project.dir.path().to_path_buf()),
+        heal: None,
+        state_dir: Some(state.path().to_path_buf()),
+        ..InfraConfig::default()
+    };
+    let present = |r: &str| {
+        Command::new("docker")
+            .args(["image", "inspect", r])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+
+    // The app starts a pull and stops listening after the first progress line (as when it
+    // quits): the pull stays on record.
+    let first = Infra::new(config(), CancellationToken::new())
+        .await
+        .unwrap();
+    let mut progress = first.pull(&reference);
+    progress.next().await.unwrap().unwrap();
+    drop(progress);
+    let record = std::fs::read_to_string(state.path().join("pulls.json")).unwrap();
+    assert!(record.contains(&reference), "{record}");
+    common::remove_image(&reference);
+    assert!(!present(&reference));
+
+    // The next start pulls it again by itself.
+    let second = Infra::new(config(), CancellationToken::new())
+        .await
+        .unwrap();
+    let began = Instant::now();
+    while !present(&reference) {
+        assert!(
+            began.elapsed() < Duration::from_secs(30),
+            "the unfinished pull was not resumed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And forgets it once done.
+    let began = Instant::now();
+    loop {
+        let record = std::fs::read_to_string(state.path().join("pulls.json")).unwrap();
+        if !record.contains(&reference) {
+            break;
+        }
+        assert!(began.elapsed() < Duration::from_secs(10), "{record}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "resumed {reference} {:?} after the restart",
+        began.elapsed()
+    );
+    drop(second);
+    common::remove_image(&reference);
+}
