@@ -81,6 +81,7 @@ async fn submit(base: &str, name: &str) -> String {
 /// host network (the engine runs without a bridge); Ollama off (the test LLM runs on the
 /// host).
 fn write_catalogue(dir: &Path, port: u16, worker_image: &str) {
+    // The worker image is built by the app itself from its own binary (`build_local`).
     std::fs::write(
         dir.join("ollama.toml"),
         "name = \"ollama\"\nenabled = false\n",
@@ -106,6 +107,7 @@ resources = {{ cpus = 1.0, memory_mb = 256 }}
         format!(
             r#"name = "agent-worker"
 image = "{worker_image}"
+build_local = true
 command = ["/usr/local/bin/sutazai-headless", "worker", "--agents", "all"]
 resources = {{ cpus = 1.0, memory_mb = 512 }}
 [env]
@@ -129,7 +131,8 @@ LOG_LEVEL = "info"
 async fn deploy_all_runs_a_worker_container_that_executes_tasks() {
     docker::require_docker();
     let bin = headless_binary().expect("sutazai-headless");
-    let worker_image = docker::binary_image("worker", &bin);
+    let worker_image = format!("sutazai-test/selfbuilt:{}", std::process::id());
+    docker::remove_image(&worker_image);
     let llm = TestLlm::spawn(0).expect("test LLM");
     let project = format!("sztest-e2e-{}", std::process::id());
     let _cleanup = Cleanup(project.clone());
@@ -160,6 +163,10 @@ async fn deploy_all_runs_a_worker_container_that_executes_tasks() {
         out.status.success(),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("agent-worker: image done {worker_image}")),
+        "the worker image was built from the app: {text}"
     );
     let redis_healthy = text.find("redis: health done").expect(&text);
     let worker_started = text.find("agent-worker: containers started").expect(&text);
@@ -249,6 +256,34 @@ async fn deploy_all_runs_a_worker_container_that_executes_tasks() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
 
+    // The server heals what the CLI deployed: the wanted replicas are shared through the
+    // data directory.
+    let worker = format!("{project}_agent-worker_1");
+    assert!(
+        Command::new("docker")
+            .args(["kill", &worker])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let killed = Instant::now();
+    loop {
+        let (_, infra) = get(&base, "/infrastructure/status").await;
+        let w = &infra["services"][1];
+        if w["state"] == "running" && w["containers"][0]["restarts"] == 1 {
+            break;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "serve did not heal the worker the CLI deployed: {infra}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "worker container killed; serve's healer had it running again in {:?}",
+        killed.elapsed()
+    );
+
     // 4. Its logs through the API.
     let (status, logs) = get(&base, "/infrastructure/services/agent-worker/logs?tail=50").await;
     assert_eq!(status, 200, "{logs}");
@@ -262,6 +297,29 @@ async fn deploy_all_runs_a_worker_container_that_executes_tasks() {
         lines.iter().any(|l| l.contains("SutazAI worker")),
         "{lines:#?}"
     );
+
+    // Live stats, streamed.
+    let worker = format!("{project}_agent-worker_1");
+    let mut response = reqwest::get(format!(
+        "{base}/infrastructure/containers/{worker}/stats?stream=true"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let mut text = String::new();
+    while text.lines().count() < 2 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("a stats line within 10 s")
+            .unwrap()
+            .expect("the stream goes on");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    for line in text.lines().take(2) {
+        let sample: Value = serde_json::from_str(line).unwrap();
+        assert!(sample["memory_bytes"].as_u64().unwrap() > 0, "{sample}");
+    }
+    drop(response);
 
     // 5. An agent's own worker containers, through /agents/{id}/control.
     let agent = task["assigned_agents"][0]
@@ -309,6 +367,7 @@ async fn deploy_all_runs_a_worker_container_that_executes_tasks() {
             "{path} {action}: {body}"
         );
     }
+    docker::remove_image(&worker_image);
     println!(
         "task {id} completed by the container's worker ({handled} step(s) handled); agent {agent} scaled to 2 worker containers then stopped"
     );

@@ -33,10 +33,11 @@ impl From<InfraError> for ApiError {
                 StatusCode::NOT_FOUND
             }
             InfraError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            InfraError::Conflict(_) => StatusCode::CONFLICT,
             InfraError::Unhealthy { .. } => StatusCode::GATEWAY_TIMEOUT,
-            InfraError::Catalogue { .. } | InfraError::Pull { .. } | InfraError::Docker(_) => {
-                StatusCode::BAD_GATEWAY
-            }
+            // The server's own configuration (a catalogue file, a variable).
+            InfraError::Catalogue { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            InfraError::Pull { .. } | InfraError::Docker(_) => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -72,7 +73,17 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<InfraSt
 pub(crate) async fn deploy_all(
     State(state): State<AppState>,
 ) -> Result<Json<DeployReport>, ApiError> {
-    Ok(Json(infra(&state)?.deploy_all().await?))
+    // Its own task: a client that goes away does not leave a deploy half done.
+    let infra = infra(&state)?.clone();
+    let job = tokio::spawn(async move { infra.deploy_all().await });
+    let report = job.await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("deploy-all stopped unexpectedly: {e}"),
+        )
+    })??;
+    Ok(Json(report))
 }
 
 /// Body of `POST /infrastructure/services/{service_name}/control`.
@@ -180,17 +191,40 @@ pub(crate) async fn logs(
     Ok(Json(json!({ "lines": out })).into_response())
 }
 
-/// `GET /infrastructure/containers/{name}/stats`: one sample (CPU %, memory, network,
-/// block I/O).
-#[utoipa::path(get, path = "/infrastructure/containers/{name}/stats",
+/// Options of the stats route.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct StatsQuery {
+    /// Keep the response open with a sample a second (NDJSON) until the client leaves.
+    stream: Option<bool>,
+}
+
+/// `GET /infrastructure/containers/{name}/stats`: CPU %, memory, network and block I/O —
+/// one sample, or with `stream=true` one JSON line a second (`application/x-ndjson`).
+#[utoipa::path(get, path = "/infrastructure/containers/{name}/stats", params(StatsQuery),
     responses((status = 200, body = StatsSample), (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> Result<Json<StatsSample>, ApiError> {
-    let mut samples = infra(&state)?.stats(&name, false).await?;
+    ApiQuery(query): ApiQuery<StatsQuery>,
+) -> Result<Response, ApiError> {
+    let stream = query.stream.unwrap_or(false);
+    let mut samples = infra(&state)?.stats(&name, stream).await?;
+    if stream {
+        let body = samples.map(|sample| {
+            let value = match sample {
+                Ok(sample) => serde_json::to_value(sample).unwrap_or_default(),
+                Err(e) => json!({"error": {"code": e.code(), "message": e.to_string()}}),
+            };
+            Ok::<_, std::convert::Infallible>(format!("{value}\n"))
+        });
+        return Ok((
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            Body::from_stream(body),
+        )
+            .into_response());
+    }
     match samples.next().await {
-        Some(sample) => Ok(Json(sample?)),
+        Some(sample) => Ok(Json(sample?).into_response()),
         None => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "docker_error",

@@ -154,6 +154,20 @@ pub(crate) async fn control_agent(
             ));
         }
     };
+    // Checked before anything changes: `scale` also sizes the agent's worker containers.
+    if let (Some(infra), Some(n)) = (&state.infra, body.instances)
+        && infra.availability().available
+        && n > sutazai_infra::catalogue::MAX_REPLICAS
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!(
+                "instances {n} is above the limit of {} worker containers",
+                sutazai_infra::catalogue::MAX_REPLICAS
+            ),
+        ));
+    }
     let agent = state.orchestrator.control_agent(&agent_id, action)?;
     let workers = agent_workers(&state, &agent.id, &body.action, body.instances).await;
     Ok(Json(json!({
@@ -183,7 +197,7 @@ async fn agent_workers(
         if action != "scale" && infra.catalogue().get(&service).is_none() {
             return Ok(None);
         }
-        let service = infra.ensure_agent_worker(agent)?;
+        let service = infra.ensure_agent_worker(agent).await?;
         let action = crate::infra::parse_action(action).map_err(|_| {
             sutazai_infra::InfraError::Invalid(format!("no container action {action}"))
         })?;

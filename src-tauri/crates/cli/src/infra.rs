@@ -30,6 +30,7 @@ async fn vars(settings: &Settings) -> anyhow::Result<BTreeMap<String, String>> {
         ("SUTAZAI_BUS_NAMESPACE", settings.bus_namespace.clone()),
         ("SUTAZAI_MODEL", settings.model.clone()),
         ("OLLAMA_API_URL", settings.ollama_api_url.clone()),
+        ("SUTAZAI_WORKER_TAG", sutazai_infra::self_image_tag()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))

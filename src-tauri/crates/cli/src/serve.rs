@@ -305,6 +305,13 @@ async fn serve_bound(
     if let Some(ready) = ready {
         let _ = ready.send(addr);
     }
+    // The infrastructure's long operations (followed logs, pulls, deploy-all) end with the
+    // shutdown signal, so that the server's graceful stop does not wait on them.
+    let stop_infra = infra_stop.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stop_infra.cancel();
+    };
     let served = sutazai_api::serve(listener, state, shutdown).await;
     infra_stop.cancel();
     tracing::info!("stopping the orchestrator; unfinished tasks resume at the next start");

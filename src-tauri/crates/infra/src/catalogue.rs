@@ -175,6 +175,10 @@ pub struct ServiceSpec {
     /// Where the host reaches the service (`redis://127.0.0.1:6379`).
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// When the image is missing, build it from this app's own `sutazai-headless` binary
+    /// (installed at `/usr/local/bin/sutazai-headless` in the image) instead of pulling it.
+    #[serde(default)]
+    pub build_local: bool,
 }
 
 fn yes() -> bool {
@@ -240,6 +244,12 @@ impl ServiceSpec {
                     ));
                 }
             }
+            if health.retries > 1000 {
+                return Err(invalid(
+                    "health.retries",
+                    format!("{} is above 1000", health.retries),
+                ));
+            }
             if !(0.0..=3600.0).contains(&health.start_period_s) {
                 return Err(invalid(
                     "health.start_period_s",
@@ -255,10 +265,27 @@ impl ServiceSpec {
                 format!("{cpus} is not in (0, 1024]"),
             ));
         }
-        if self.resources.memory_mb == Some(0) {
-            return Err(invalid("resources.memory_mb", "must be above 0".into()));
+        if let Some(mb) = self.resources.memory_mb
+            && !(4..=16 * 1024 * 1024).contains(&mb)
+        {
+            return Err(invalid(
+                "resources.memory_mb",
+                format!("{mb} is outside 4 MiB–16 TiB"),
+            ));
         }
         for volume in &self.volumes {
+            if volume.name.is_empty()
+                || volume.name.len() > 64
+                || !volume
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(invalid(
+                    "volumes",
+                    format!("name {:?} must be 1–64 of a-z, 0-9 and '-'", volume.name),
+                ));
+            }
             if !volume.path.starts_with('/') {
                 return Err(invalid(
                     "volumes",
@@ -337,6 +364,7 @@ impl Catalogue {
             }
         }
         let mut services = Vec::new();
+        let mut disabled = BTreeSet::new();
         for (origin, table) in tables {
             // Through text so that a type error shows the offending line (and so its key).
             let merged = toml::to_string(&table).map_err(|e| InfraError::Catalogue {
@@ -351,15 +379,32 @@ impl Catalogue {
             spec.validate(&origin)?;
             if spec.enabled {
                 services.push(spec);
+            } else {
+                disabled.insert(spec.name);
             }
         }
-        Catalogue::ordered(services)
+        Catalogue::ordered(services, &disabled)
     }
 
     /// Orders `services` so that each comes after what it depends on; refuses unknown
-    /// dependencies and cycles. Dependencies on disabled services are dropped.
-    fn ordered(services: Vec<ServiceSpec>) -> Result<Catalogue, InfraError> {
+    /// dependencies and cycles. Dependencies on `disabled` services are dropped.
+    fn ordered(
+        services: Vec<ServiceSpec>,
+        disabled: &BTreeSet<String>,
+    ) -> Result<Catalogue, InfraError> {
         let names: BTreeSet<String> = services.iter().map(|s| s.name.clone()).collect();
+        for s in &services {
+            if let Some(unknown) = s
+                .depends_on
+                .iter()
+                .find(|d| !names.contains(*d) && !disabled.contains(*d))
+            {
+                return Err(InfraError::Catalogue {
+                    origin: format!("service {}", s.name),
+                    reason: format!("depends_on: no service named {unknown:?}"),
+                });
+            }
+        }
         let mut pending: Vec<ServiceSpec> = services
             .into_iter()
             .map(|mut s| {
@@ -408,7 +453,7 @@ impl Catalogue {
             .cloned()
             .collect();
         services.push(spec);
-        Catalogue::ordered(services)
+        Catalogue::ordered(services, &BTreeSet::new())
     }
 
     /// `spec` with its variables substituted: `${NAME}` from `vars`, `${endpoint:SERVICE}`
@@ -505,6 +550,7 @@ mod tests {
             ("SUTAZAI_BUS_KEY", "a2V5"),
             ("SUTAZAI_BUS_NAMESPACE", "sutazai"),
             ("SUTAZAI_MODEL", "smollm2:135m"),
+            ("SUTAZAI_WORKER_TAG", "0.1.0-test"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -529,6 +575,8 @@ mod tests {
         assert_eq!(worker.env["REDIS_URL"], "redis://127.0.0.1:6379");
         assert_eq!(worker.env["OLLAMA_API_URL"], "http://127.0.0.1:11434");
         assert_eq!(worker.env["SUTAZAI_BUS_KEY"], "a2V5");
+        assert_eq!(worker.image, "sutazai/worker:0.1.0-test");
+        assert!(worker.build_local);
         let ollama = c.resolve(c.get("ollama").unwrap(), &vars()).unwrap();
         assert_eq!(ollama.models, ["smollm2:135m"]);
         let mut missing = vars();
@@ -586,13 +634,27 @@ mod tests {
                 "name = \"x\"\nimage = \"i\"\ndepends_on = [\"x\"]\n",
                 "cycle",
             ),
+            (
+                "name = \"x\"\nimage = \"i\"\ndepends_on = [\"reddis\"]\n",
+                "reddis",
+            ),
+            (
+                "name = \"x\"\nimage = \"i\"\nhealth = { test = [\"t\"], retries = 4294967295 }\n",
+                "retries",
+            ),
+            (
+                "name = \"x\"\nimage = \"i\"\nresources = { memory_mb = 99999999999 }\n",
+                "memory_mb",
+            ),
             ("name = [\n", "bad.toml"),
         ] {
             std::fs::write(&path, text).unwrap();
             let error = Catalogue::load(Some(dir.path())).unwrap_err().to_string();
             assert!(error.contains(expected), "{text:?}: {error}");
             assert!(
-                error.contains("bad.toml") || error.contains("cycle"),
+                error.contains("bad.toml")
+                    || error.contains("service x")
+                    || error.contains("cycle"),
                 "{text:?}: {error}"
             );
         }

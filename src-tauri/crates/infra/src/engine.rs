@@ -66,16 +66,34 @@ pub(crate) fn availability(host: &str, outcome: &Result<String, InfraError>) -> 
     }
 }
 
-/// Whether `error` means the engine could not be reached at all.
+/// Whether `error` means the engine could not be reached at all (socket missing, connection
+/// refused or reset, permission denied, no answer in time) rather than a failed request.
 pub(crate) fn unreachable(error: &DockerError) -> bool {
+    use std::io::ErrorKind;
     match error {
-        DockerError::DockerResponseServerError { .. }
-        | DockerError::JsonDataError { .. }
-        | DockerError::JsonSerdeError { .. }
-        | DockerError::DockerStreamError { .. }
-        | DockerError::DockerContainerWaitError { .. } => false,
-        // Socket missing, refused, reset, timed out, permission denied, bad URI.
-        _ => true,
+        DockerError::SocketNotFoundError(_) | DockerError::RequestTimeoutError => true,
+        DockerError::HyperLegacyError { .. } | DockerError::IOError { .. } => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+            while let Some(e) = source {
+                if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    return matches!(
+                        io.kind(),
+                        ErrorKind::ConnectionRefused
+                            | ErrorKind::ConnectionReset
+                            | ErrorKind::ConnectionAborted
+                            | ErrorKind::NotFound
+                            | ErrorKind::PermissionDenied
+                            | ErrorKind::BrokenPipe
+                            | ErrorKind::TimedOut
+                            | ErrorKind::NotConnected
+                    );
+                }
+                source = e.source();
+            }
+            // A connection-level failure without an I/O cause (hyper's "Connect").
+            matches!(error, DockerError::HyperLegacyError { .. })
+        }
+        _ => false,
     }
 }
 
@@ -120,6 +138,14 @@ pub(crate) fn map_error(
         DockerError::DockerResponseServerError {
             status_code: 404, ..
         } => not_found(),
+        DockerError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => InfraError::Conflict(message.clone()),
+        DockerError::DockerResponseServerError {
+            status_code: 400,
+            message,
+        } => InfraError::Invalid(message.clone()),
         DockerError::DockerResponseServerError { message, .. } => {
             InfraError::Docker(message.clone())
         }

@@ -47,6 +47,10 @@ pub enum InfraError {
         /// Docker's or Ollama's message.
         reason: String,
     },
+    /// Something in the way: a container or volume of that name that is not ours, a
+    /// container in a state that does not allow the operation.
+    #[error("{0}")]
+    Conflict(String),
     /// The Docker engine refused or failed a request.
     #[error("Docker: {0}")]
     Docker(String),
@@ -63,6 +67,7 @@ impl InfraError {
             InfraError::Catalogue { .. } => "invalid_catalogue",
             InfraError::Unhealthy { .. } => "service_unhealthy",
             InfraError::Pull { .. } => "pull_failed",
+            InfraError::Conflict(_) => "conflict",
             InfraError::Docker(_) => "docker_error",
         }
     }

@@ -21,6 +21,7 @@
 //! [`InfraError::Unavailable`] (code `docker_unavailable`, with a hint), and the watcher
 //! retries every few seconds and reports the engine's return as an event.
 
+mod build;
 pub mod catalogue;
 mod engine;
 pub mod error;
@@ -28,6 +29,7 @@ pub mod model;
 mod ops;
 pub mod policy;
 mod pulls;
+mod state;
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -42,6 +44,7 @@ use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+pub use build::self_image_tag;
 pub use catalogue::{Catalogue, ServiceKind, ServiceSpec};
 pub use error::InfraError;
 pub use model::{
@@ -146,12 +149,15 @@ struct Inner {
     /// The engine client while available.
     docker: Mutex<Option<Docker>>,
     availability: Mutex<Availability>,
-    /// Replicas asked for per service (deploy, start, scale); absent: never asked this run.
-    desired: Mutex<HashMap<String, u32>>,
+    /// Replicas asked for, agent worker services, heal counts (shared with other processes
+    /// through the state directory).
+    state: state::StateStore,
     events: broadcast::Sender<InfraEvent>,
     shutdown: CancellationToken,
     /// Pulls in progress, recorded for a restart.
     pulls: Option<pulls::PendingPulls>,
+    /// When a person last changed a service (the auto-scaler's cooldown counts from it).
+    manual_changes: Mutex<HashMap<String, Instant>>,
     /// The healer's memory, by container name.
     heal_histories: Mutex<HashMap<String, ops::HealEntry>>,
     /// Serialises lifecycle operations (deploy, scale, heal) so they do not race.
@@ -184,8 +190,9 @@ impl Infra {
                 host,
                 catalogue: Mutex::new(catalogue),
                 docker: Mutex::new(None),
-                desired: Mutex::new(HashMap::new()),
+                state: state::StateStore::new(config.state_dir.as_deref()),
                 heal_histories: Mutex::new(HashMap::new()),
+                manual_changes: Mutex::new(HashMap::new()),
                 pulls: config.state_dir.as_deref().map(pulls::PendingPulls::new),
                 events,
                 shutdown,
@@ -193,6 +200,12 @@ impl Infra {
                 config,
             }),
         };
+        // Agents given worker services of their own by an earlier run keep them.
+        for agent in infra.inner.state.get().await.agent_workers {
+            if let Err(e) = ops::ensure_agent_worker(&infra, &agent) {
+                tracing::warn!(%agent, error = %e, "could not restore the agent's worker service");
+            }
+        }
         infra.check().await;
         tokio::spawn(watch(infra.clone()));
         if infra.inner.config.heal.is_some() {
@@ -360,8 +373,16 @@ impl Infra {
 
     /// Adds (or replaces) a service derived from `agent-worker` that runs only `agent`, so
     /// `/agents/{id}/control` can start, stop and scale that agent's workers.
-    pub fn ensure_agent_worker(&self, agent: &str) -> Result<String, InfraError> {
-        ops::ensure_agent_worker(self, agent)
+    pub async fn ensure_agent_worker(&self, agent: &str) -> Result<String, InfraError> {
+        let name = ops::ensure_agent_worker(self, agent)?;
+        let agent = agent.to_owned();
+        self.inner
+            .state
+            .update(move |s| {
+                s.agent_workers.insert(agent);
+            })
+            .await;
+        Ok(name)
     }
 
     /// Log lines of a container or of every container of a service: the last `tail`

@@ -27,18 +27,35 @@ use crate::model::{
     Action, ContainerInfo, DeployReport, InfraEvent, InfraStatus, LogLine, PullProgress,
     ServiceStatus, StatsSample,
 };
-use crate::policy::{HealDecision, RestartHistory};
+use crate::policy::{HealDecision, Load, RestartHistory};
 use crate::{Infra, LABEL_MANAGED, LABEL_PROJECT, LABEL_REPLICA, LABEL_SERVICE, ScaleConfig, lock};
 
+/// Longest log line handed out; longer ones are cut.
+const MAX_LINE: usize = 64 * 1024;
+/// Longest wait for the next progress line of a model pull.
+const MODEL_PULL_IDLE: Duration = Duration::from_secs(120);
 /// Longest wait for a service to become healthy when its check does not say.
 const HEALTH_WAIT_MAX: Duration = Duration::from_secs(300);
 
+/// `{project}_{service}_{replica}`: project and service names cannot contain `_`, so two
+/// projects never make the same name.
 fn container_name(project: &str, service: &str, replica: u32) -> String {
-    format!("{project}-{service}-{replica}")
+    format!("{project}_{service}_{replica}")
 }
 
 fn volume_name(project: &str, volume: &str) -> String {
-    format!("{project}-{volume}")
+    format!("{project}_{volume}")
+}
+
+/// Label with a hash of the container's resolved definition: a container made from an
+/// older definition is recreated.
+const LABEL_CONFIG: &str = "ai.sutazai.config";
+
+fn config_hash(spec: &ServiceSpec) -> String {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(spec).unwrap_or_default().hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 /// A managed container as listed.
@@ -48,6 +65,8 @@ struct Managed {
     name: String,
     service: String,
     replica: u32,
+    /// The definition hash it was created from.
+    config: String,
 }
 
 /// The project's containers (running or not).
@@ -82,11 +101,13 @@ async fn managed(infra: &Infra, docker: &Docker) -> Result<Vec<Managed>, InfraEr
             .get(LABEL_REPLICA)
             .and_then(|r| r.parse().ok())
             .unwrap_or(0);
+        let config = labels.get(LABEL_CONFIG).cloned().unwrap_or_default();
         out.push(Managed {
             id,
             name,
             service,
             replica,
+            config,
         });
     }
     out.sort_by(|a, b| (&a.service, a.replica).cmp(&(&b.service, b.replica)));
@@ -203,7 +224,8 @@ pub(crate) async fn status(infra: &Infra) -> Result<InfraStatus, InfraError> {
     let docker = infra.docker()?;
     let all = managed(infra, &docker).await?;
     let catalogue = infra.catalogue();
-    let desired = lock(&infra.inner.desired).clone();
+    let state = infra.inner.state.get().await;
+    let desired = &state.desired;
     let mut services = Vec::new();
     for spec in catalogue.services() {
         let resolved = catalogue
@@ -212,7 +234,10 @@ pub(crate) async fn status(infra: &Infra) -> Result<InfraStatus, InfraError> {
         let mut containers = Vec::new();
         for m in all.iter().filter(|m| m.service == spec.name) {
             match inspect(infra, &docker, m).await {
-                Ok(info) => containers.push(info),
+                Ok(mut info) => {
+                    info.restarts += state.heals.get(&m.name).copied().unwrap_or(0);
+                    containers.push(info);
+                }
                 // Removed between the listing and now.
                 Err(InfraError::UnknownContainer(_)) => {}
                 Err(e) => return Err(e),
@@ -278,7 +303,7 @@ async fn ensure_image(
     Ok(())
 }
 
-fn split_reference(reference: &str) -> (&str, &str) {
+pub(crate) fn split_reference(reference: &str) -> (&str, &str) {
     // The tag is after the last ':' that comes after the last '/' (a registry port is not
     // a tag); a digest reference is pulled as is.
     if reference.contains('@') {
@@ -299,7 +324,9 @@ pub(crate) fn pull(
     if let Err(e) = infra.docker() {
         return futures::stream::once(async move { Err(e) }).boxed();
     }
-    let progress = pull_untracked(infra, reference);
+    let progress = pull_untracked(infra, reference)
+        .take_until(infra.inner.shutdown.clone().cancelled_owned())
+        .boxed();
     match &infra.inner.pulls {
         Some(pending) => pending.track(reference.to_owned(), progress),
         None => progress,
@@ -379,7 +406,20 @@ async fn ensure_volumes(
             ])),
             ..Default::default()
         };
-        // Creating an existing volume is a no-op in Docker.
+        // Creating an existing volume returns it as it is: one that is not ours (made by
+        // hand, or by another project) is refused rather than mounted.
+        if let Ok(existing) = docker.inspect_volume(&name).await {
+            let labels = &existing.labels;
+            let ours = labels.get(LABEL_MANAGED).is_some_and(|v| v == "true")
+                && labels.get(LABEL_PROJECT) == Some(&infra.inner.config.project);
+            if !ours {
+                return Err(InfraError::Conflict(format!(
+                    "volume {name} exists but was not created by this app (project {}); remove or rename it",
+                    infra.inner.config.project
+                )));
+            }
+            continue;
+        }
         docker
             .create_volume(request)
             .await
@@ -406,6 +446,7 @@ async fn create(
     docker: &Docker,
     spec: &ServiceSpec,
     replica: u32,
+    hash: &str,
 ) -> Result<String, InfraError> {
     let project = &infra.inner.config.project;
     let name = container_name(project, &spec.name, replica);
@@ -414,6 +455,7 @@ async fn create(
         (LABEL_PROJECT.to_owned(), project.clone()),
         (LABEL_SERVICE.to_owned(), spec.name.clone()),
         (LABEL_REPLICA.to_owned(), replica.to_string()),
+        (LABEL_CONFIG.to_owned(), hash.to_owned()),
     ]);
     let host_network = spec.network_mode.as_deref() == Some("host");
     let mut host = HostConfig {
@@ -477,14 +519,27 @@ async fn create(
         ..Default::default()
     };
     let options = CreateContainerOptionsBuilder::new().name(&name).build();
-    let created = docker
-        .create_container(Some(options), body)
-        .await
-        .map_err(|e| {
-            infra.fail(e, || {
-                InfraError::Docker(format!("image {} is missing", spec.image))
-            })
-        })?;
+    let gpu = body
+        .host_config
+        .as_ref()
+        .is_some_and(|h| h.device_requests.is_some());
+    let mut created = docker
+        .create_container(Some(options.clone()), body.clone())
+        .await;
+    if gpu && created.is_err() {
+        // The NVIDIA runtime is there but no GPU can be given: run on the CPU.
+        tracing::warn!(service = %spec.name, error = ?created.as_ref().err(), "could not request the GPU; creating the container without it");
+        let mut body = body;
+        if let Some(h) = body.host_config.as_mut() {
+            h.device_requests = None;
+        }
+        created = docker.create_container(Some(options), body).await;
+    }
+    let created = created.map_err(|e| {
+        infra.fail(e, || {
+            InfraError::Docker(format!("image {} is missing", spec.image))
+        })
+    })?;
     infra.emit(InfraEvent::Container {
         service: spec.name.clone(),
         container: name,
@@ -553,6 +608,17 @@ async fn converge(
     spec: &ServiceSpec,
     replicas: u32,
 ) -> Result<(), InfraError> {
+    if spec.build_local && docker.inspect_image(&spec.image).await.is_err() {
+        step(
+            infra,
+            "image",
+            &spec.name,
+            "started",
+            format!("building {} from this app", spec.image),
+        );
+        crate::build::build_self_image(docker, &spec.image).await?;
+        step(infra, "image", &spec.name, "done", spec.image.clone());
+    }
     ensure_image(infra, docker, &spec.image, &spec.name).await?;
     ensure_volumes(infra, docker, spec).await?;
     let existing: Vec<Managed> = managed(infra, docker)
@@ -566,25 +632,34 @@ async fn converge(
     {
         remove(infra, docker, m).await?;
     }
+    let hash = config_hash(spec);
     for replica in 1..=replicas {
-        match existing.iter().find(|m| m.replica == replica) {
-            Some(m) => {
-                let info = inspect(infra, docker, m).await?;
-                if info.state != "running" {
-                    start(infra, docker, m).await?;
+        let current = existing.iter().find(|m| m.replica == replica);
+        if let Some(m) = current {
+            let info = inspect(infra, docker, m).await?;
+            // The same definition and not dead: reuse it.
+            if m.config == hash && info.state != "dead" {
+                match info.state.as_str() {
+                    "running" => {}
+                    "paused" => docker.unpause_container(&m.id).await.map_err(|e| {
+                        infra.fail(e, || InfraError::UnknownContainer(m.name.clone()))
+                    })?,
+                    _ => start(infra, docker, m).await?,
                 }
+                continue;
             }
-            None => {
-                let id = create(infra, docker, spec, replica).await?;
-                let m = Managed {
-                    id,
-                    name: container_name(&infra.inner.config.project, &spec.name, replica),
-                    service: spec.name.clone(),
-                    replica,
-                };
-                start(infra, docker, &m).await?;
-            }
+            // Made from another definition (the catalogue changed) or dead: replaced.
+            remove(infra, docker, m).await?;
         }
+        let id = create(infra, docker, spec, replica, &hash).await?;
+        let m = Managed {
+            id,
+            name: container_name(&infra.inner.config.project, &spec.name, replica),
+            service: spec.name.clone(),
+            replica,
+            config: hash.clone(),
+        };
+        start(infra, docker, &m).await?;
     }
     Ok(())
 }
@@ -689,7 +764,13 @@ async fn ensure_models(infra: &Infra, spec: &ServiceSpec) -> Result<(), InfraErr
         return Ok(());
     };
     let base = endpoint.trim_end_matches('/');
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| InfraError::Pull {
+            what: "model list".into(),
+            reason: e.to_string(),
+        })?;
     let failed = |what: &str, reason: String| InfraError::Pull {
         what: what.to_owned(),
         reason,
@@ -733,7 +814,17 @@ async fn ensure_models(infra: &Infra, spec: &ServiceSpec) -> Result<(), InfraErr
         let mut body = response.bytes_stream();
         let mut buffer = Vec::new();
         let mut succeeded = false;
-        while let Some(chunk) = body.next().await {
+        loop {
+            let chunk = match tokio::time::timeout(MODEL_PULL_IDLE, body.next()).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(_) => {
+                    return Err(failed(
+                        model,
+                        format!("no progress for {} s", MODEL_PULL_IDLE.as_secs()),
+                    ));
+                }
+            };
             buffer.extend_from_slice(&chunk.map_err(|e| failed(model, e.to_string()))?);
             while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = buffer.drain(..=end).collect();
@@ -764,13 +855,17 @@ async fn ensure_models(infra: &Infra, spec: &ServiceSpec) -> Result<(), InfraErr
 
 pub(crate) async fn deploy_all(infra: &Infra) -> Result<DeployReport, InfraError> {
     let began = Instant::now();
-    let _guard = infra.inner.ops.lock().await;
     let docker = infra.docker()?;
     let catalogue = infra.catalogue();
     let mut done = Vec::new();
     for spec in catalogue.services() {
         let spec = catalogue.resolve(spec, &infra.inner.config.vars)?;
-        let replicas = lock(&infra.inner.desired)
+        let replicas = infra
+            .inner
+            .state
+            .get()
+            .await
+            .desired
             .get(&spec.name)
             .copied()
             .unwrap_or(spec.replicas)
@@ -783,8 +878,14 @@ pub(crate) async fn deploy_all(infra: &Infra) -> Result<DeployReport, InfraError
             format!("{replicas} replica(s)"),
         );
         let result = async {
-            converge(infra, &docker, &spec, replicas).await?;
-            lock(&infra.inner.desired).insert(spec.name.clone(), replicas);
+            {
+                // Only while containers change: health waits and model pulls leave the
+                // healer and other operations free.
+                let _guard = infra.inner.ops.lock().await;
+                converge(infra, &docker, &spec, replicas).await?;
+                infra.inner.state.set_desired(&spec.name, replicas).await;
+                reset_heal(infra, &spec.name);
+            }
             step(infra, "health", &spec.name, "started", "waiting for health");
             wait_healthy(infra, &spec, replicas).await?;
             step(infra, "health", &spec.name, "done", "healthy");
@@ -792,8 +893,13 @@ pub(crate) async fn deploy_all(infra: &Infra) -> Result<DeployReport, InfraError
                 ensure_models(infra, &spec).await?;
             }
             Ok::<(), InfraError>(())
-        }
-        .await;
+        };
+        let result = tokio::select! {
+            r = result => r,
+            () = infra.inner.shutdown.cancelled() => Err(InfraError::Invalid(
+                "deploy-all stopped: the app is shutting down".into(),
+            )),
+        };
         if let Err(e) = result {
             step(infra, "containers", &spec.name, "failed", e.to_string());
             infra.emit(InfraEvent::Alert {
@@ -806,7 +912,6 @@ pub(crate) async fn deploy_all(infra: &Infra) -> Result<DeployReport, InfraError
         step(infra, "containers", &spec.name, "done", "up");
         done.push(spec.name.clone());
     }
-    drop(_guard);
     Ok(DeployReport {
         services: done,
         seconds: began.elapsed().as_secs_f64(),
@@ -819,6 +924,18 @@ pub(crate) async fn control(
     service: &str,
     action: Action,
     instances: Option<u32>,
+) -> Result<ServiceStatus, InfraError> {
+    control_if(infra, service, action, instances, None).await
+}
+
+/// `control`; with `expect`, a scale only happens while the service still has that many
+/// replicas asked for (the auto-scaler's compare-and-set).
+async fn control_if(
+    infra: &Infra,
+    service: &str,
+    action: Action,
+    instances: Option<u32>,
+    expect: Option<u32>,
 ) -> Result<ServiceStatus, InfraError> {
     let spec = infra.spec(service)?;
     if action != Action::Scale && instances.is_some() && action != Action::Start {
@@ -834,44 +951,40 @@ pub(crate) async fn control(
             .into_iter()
             .filter(|m| m.service == spec.name)
             .collect();
+        let state = &infra.inner.state;
+        let desired = state.get().await.desired.get(&spec.name).copied();
         match action {
             Action::Start => {
-                let replicas = instances
-                    .or_else(|| lock(&infra.inner.desired).get(&spec.name).copied())
-                    .unwrap_or(spec.replicas)
-                    .max(1);
+                let replicas = instances.or(desired).unwrap_or(spec.replicas).max(1);
                 check_bounds(replicas)?;
                 converge(infra, &docker, &spec, replicas).await?;
-                lock(&infra.inner.desired).insert(spec.name.clone(), replicas);
-                reset_heal(infra, &spec.name);
+                state.set_desired(&spec.name, replicas).await;
             }
             Action::Stop => {
-                lock(&infra.inner.desired).insert(spec.name.clone(), 0);
+                state.set_desired(&spec.name, 0).await;
                 for m in &mine {
                     stop(infra, &docker, m).await?;
                 }
             }
             Action::Restart => {
-                let replicas = lock(&infra.inner.desired)
-                    .get(&spec.name)
-                    .copied()
-                    .filter(|r| *r > 0)
-                    .unwrap_or(spec.replicas)
-                    .max(1);
-                lock(&infra.inner.desired).insert(spec.name.clone(), 0);
+                let replicas = desired.filter(|r| *r > 0).unwrap_or(spec.replicas).max(1);
+                state.set_desired(&spec.name, 0).await;
                 for m in &mine {
                     stop(infra, &docker, m).await?;
                 }
                 converge(infra, &docker, &spec, replicas).await?;
-                lock(&infra.inner.desired).insert(spec.name.clone(), replicas);
-                reset_heal(infra, &spec.name);
+                state.set_desired(&spec.name, replicas).await;
             }
             Action::Scale => {
                 let replicas = instances.ok_or_else(|| {
                     InfraError::Invalid("scale needs instances (0 or more)".into())
                 })?;
                 check_bounds(replicas)?;
-                lock(&infra.inner.desired).insert(spec.name.clone(), replicas);
+                if expect.is_some_and(|e| Some(e) != desired) {
+                    // Someone changed the service since the auto-scaler looked.
+                    return one_status(infra, &spec.name).await;
+                }
+                state.set_desired(&spec.name, replicas).await;
                 if replicas == 0 {
                     for m in &mine {
                         remove(infra, &docker, m).await?;
@@ -881,11 +994,17 @@ pub(crate) async fn control(
                 }
             }
             Action::Remove => {
-                lock(&infra.inner.desired).insert(spec.name.clone(), 0);
+                state.set_desired(&spec.name, 0).await;
                 for m in &mine {
                     remove(infra, &docker, m).await?;
                 }
             }
+        }
+        // A person acted on the service: the healer starts over with it, and the
+        // auto-scaler waits a cooldown before overriding the change.
+        reset_heal(infra, &spec.name);
+        if expect.is_none() {
+            lock(&infra.inner.manual_changes).insert(spec.name.clone(), Instant::now());
         }
     }
     one_status(infra, &spec.name).await
@@ -902,14 +1021,15 @@ fn check_bounds(replicas: u32) -> Result<(), InfraError> {
 }
 
 pub(crate) fn ensure_agent_worker(infra: &Infra, agent: &str) -> Result<String, InfraError> {
+    // `worker-` + the id must fit the 48 characters of a service name.
     if agent.is_empty()
-        || agent.len() > 32
+        || agent.len() > 41
         || !agent
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
         return Err(InfraError::Invalid(format!(
-            "agent id {agent:?} cannot name a worker service (a-z, 0-9, '-', at most 32)"
+            "agent id {agent:?} cannot name a worker service (a-z, 0-9, '-', at most 41)"
         )));
     }
     let name = format!("worker-{agent}");
@@ -967,40 +1087,65 @@ pub(crate) async fn logs(
             .build();
         let infra = infra.clone();
         let name = m.name.clone();
-        let mut pending = String::new();
-        streams.push(
-            docker
-                .logs(&m.id, Some(options))
-                .map(move |item| {
-                    let output = item.map_err(|e| {
-                        infra.fail(e, || InfraError::UnknownContainer(name.clone()))
-                    })?;
-                    let (stream, bytes) = match output {
-                        bollard::container::LogOutput::StdErr { message } => ("stderr", message),
-                        bollard::container::LogOutput::StdOut { message }
-                        | bollard::container::LogOutput::Console { message }
-                        | bollard::container::LogOutput::StdIn { message } => ("stdout", message),
-                    };
-                    pending.push_str(&String::from_utf8_lossy(&bytes));
-                    let mut lines = Vec::new();
-                    while let Some(end) = pending.find('\n') {
-                        let line: String = pending.drain(..=end).collect();
-                        lines.push(Ok(LogLine {
-                            container: name.clone(),
-                            stream: stream.into(),
-                            line: line.trim_end_matches(['\n', '\r']).to_owned(),
-                        }));
-                    }
-                    Ok(futures::stream::iter(lines))
-                })
-                .flat_map(|r: Result<_, InfraError>| match r {
-                    Ok(lines) => lines.boxed(),
-                    Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
-                })
-                .boxed(),
-        );
+        let tail_name = m.name.clone();
+        // Partial lines per stream (stdout, stderr), cut at MAX_LINE.
+        let mut pending = [String::new(), String::new()];
+        let split = move |pending: &mut String, stream: &str, name: &str, end: bool| {
+            let mut lines = Vec::new();
+            loop {
+                let cut = match pending.find('\n') {
+                    Some(i) => i + 1,
+                    None if pending.len() >= MAX_LINE => pending.floor_char_boundary(MAX_LINE),
+                    None if end && !pending.is_empty() => pending.len(),
+                    None => break,
+                };
+                let line: String = pending.drain(..cut).collect();
+                lines.push(Ok(LogLine {
+                    container: name.to_owned(),
+                    stream: stream.to_owned(),
+                    line: line.trim_end_matches(['\n', '\r']).to_owned(),
+                }));
+            }
+            lines
+        };
+        let body = docker
+            .logs(&m.id, Some(options))
+            .map(Some)
+            .chain(futures::stream::once(async { None }))
+            .map(move |item| {
+                let Some(item) = item else {
+                    // The end: what is left of each stream is a last line.
+                    let mut lines = split(&mut pending[0], "stdout", &tail_name, true);
+                    lines.extend(split(&mut pending[1], "stderr", &tail_name, true));
+                    return Ok(futures::stream::iter(lines));
+                };
+                let output =
+                    item.map_err(|e| infra.fail(e, || InfraError::UnknownContainer(name.clone())))?;
+                let (index, stream, bytes) = match output {
+                    bollard::container::LogOutput::StdErr { message } => (1, "stderr", message),
+                    bollard::container::LogOutput::StdOut { message }
+                    | bollard::container::LogOutput::Console { message }
+                    | bollard::container::LogOutput::StdIn { message } => (0, "stdout", message),
+                };
+                pending[index].push_str(&String::from_utf8_lossy(&bytes));
+                Ok(futures::stream::iter(split(
+                    &mut pending[index],
+                    stream,
+                    &name,
+                    false,
+                )))
+            })
+            .flat_map(|r: Result<_, InfraError>| match r {
+                Ok(lines) => lines.boxed(),
+                Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            });
+        streams.push(body.boxed());
     }
-    Ok(futures::stream::select_all(streams).boxed())
+    // Followed logs end when the app shuts down.
+    let shutdown = infra.inner.shutdown.clone();
+    Ok(futures::stream::select_all(streams)
+        .take_until(shutdown.cancelled_owned())
+        .boxed())
 }
 
 fn sample(container: &str, s: &bollard::models::ContainerStatsResponse) -> StatsSample {
@@ -1075,6 +1220,7 @@ pub(crate) async fn stats(
         .into_iter()
         .find(|m| m.name == container || m.id == container)
         .ok_or_else(|| InfraError::UnknownContainer(container.to_owned()))?;
+    let infra_stop = infra.inner.shutdown.clone();
     let infra = infra.clone();
     let name = m.name.clone();
     Ok(docker
@@ -1086,18 +1232,20 @@ pub(crate) async fn stats(
             item.map(|s| sample(&name, &s))
                 .map_err(|e| infra.fail(e, || InfraError::UnknownContainer(name.clone())))
         })
+        .take_until(infra_stop.cancelled_owned())
         .boxed())
 }
 
 /// A person (re)started the service: the healer's histories of its containers start over.
 fn reset_heal(infra: &Infra, service: &str) {
-    let prefix = format!("{}-{service}-", infra.inner.config.project);
-    lock(&infra.inner.heal_histories).retain(|name, _| !name.starts_with(&prefix));
+    lock(&infra.inner.heal_histories).retain(|_, entry| entry.service != service);
 }
 
 /// What the healer remembers about one container.
 #[derive(Debug, Default)]
 pub(crate) struct HealEntry {
+    /// The service of the container.
+    service: String,
     history: RestartHistory,
     /// When the current failure was first seen, and the decision taken.
     pending: Option<(Instant, Duration, u32)>,
@@ -1126,7 +1274,10 @@ pub(crate) async fn heal_loop(infra: Infra) {
         let Ok(all) = managed(&infra, &docker).await else {
             continue;
         };
-        let desired = lock(&infra.inner.desired).clone();
+        let state = infra.inner.state.get().await;
+        let desired = &state.desired;
+        // Forget containers that are gone (names are reused by new replicas).
+        lock(&infra.inner.heal_histories).retain(|name, _| all.iter().any(|m| &m.name == name));
         for m in all {
             let wanted = desired.get(&m.service).copied().unwrap_or(0);
             if m.replica == 0 || m.replica > wanted {
@@ -1149,7 +1300,12 @@ pub(crate) async fn heal_loop(infra: Infra) {
             let now = Instant::now();
             let action = {
                 let mut histories = lock(&infra.inner.heal_histories);
-                let entry = histories.entry(m.name.clone()).or_default();
+                let entry = histories
+                    .entry(m.name.clone())
+                    .or_insert_with(|| HealEntry {
+                        service: m.service.clone(),
+                        ..HealEntry::default()
+                    });
                 if entry.history.gave_up() {
                     None
                 } else {
@@ -1193,6 +1349,12 @@ pub(crate) async fn heal_loop(infra: Infra) {
             match result {
                 Ok(()) => {
                     tracing::warn!(container = %m.name, %reason, attempt, "restarted a failed container");
+                    let name = m.name.clone();
+                    infra
+                        .inner
+                        .state
+                        .update(move |s| *s.heals.entry(name).or_insert(0) += 1)
+                        .await;
                     infra.emit(InfraEvent::Healed {
                         service: m.service.clone(),
                         container: m.name.clone(),
@@ -1233,7 +1395,15 @@ pub(crate) async fn scale_loop(infra: Infra, config: ScaleConfig) {
             .collect();
         for spec in workers {
             // Only services someone brought up are scaled; a stopped one stays stopped.
-            let Some(current) = lock(&infra.inner.desired).get(&spec.name).copied() else {
+            let Some(current) = infra
+                .inner
+                .state
+                .get()
+                .await
+                .desired
+                .get(&spec.name)
+                .copied()
+            else {
                 continue;
             };
             if current == 0 {
@@ -1244,13 +1414,38 @@ pub(crate) async fn scale_loop(infra: Infra, config: ScaleConfig) {
             policy.min = spec.min_replicas.map_or(policy.min, |_| min);
             policy.max = spec.max_replicas.map_or(policy.max, |_| max);
             let now = Instant::now();
-            let Some(decision) =
-                policy.decide(current, load, last_change.get(&spec.name).copied(), now)
-            else {
+            // A person's change counts as a change too: it is not overridden within the
+            // cooldown.
+            let manual = lock(&infra.inner.manual_changes).get(&spec.name).copied();
+            let last = last_change.get(&spec.name).copied().max(manual);
+            let Some(decision) = policy.decide(current, load, last, now) else {
+                if policy
+                    .decide(
+                        current,
+                        Load {
+                            cpu_percent: 0.0,
+                            memory_percent: 0.0,
+                            ..load
+                        },
+                        last,
+                        now,
+                    )
+                    .is_some_and(|d| d.to > current)
+                {
+                    tracing::info!(service = %spec.name, cpu = load.cpu_percent, memory = load.memory_percent, queue = load.queue_depth, "auto-scaling held back: the host is busy");
+                }
                 continue;
             };
             tracing::info!(service = %spec.name, from = current, to = decision.to, reason = %decision.reason, "auto-scaling");
-            match control(&infra, &spec.name, Action::Scale, Some(decision.to)).await {
+            match control_if(
+                &infra,
+                &spec.name,
+                Action::Scale,
+                Some(decision.to),
+                Some(current),
+            )
+            .await
+            {
                 Ok(_) => {
                     last_change.insert(spec.name.clone(), now);
                     infra.emit(InfraEvent::Scaled {

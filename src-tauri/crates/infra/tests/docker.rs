@@ -175,7 +175,7 @@ async fn deploy_all_brings_services_up_in_order_gated_on_health() {
     );
     assert_eq!(
         redis.containers[0].name,
-        format!("{}-redis-1", project.name)
+        format!("{}_redis_1", project.name)
     );
     let limits = Command::new("docker")
         .args([
@@ -213,7 +213,7 @@ async fn scaling_touches_only_labelled_containers() {
     );
     let infra = project.infra(None).await;
     // A container started by hand, with a name in our pattern but no labels.
-    let stranger = format!("{}-w-9", project.name);
+    let stranger = format!("{}_w_9", project.name);
     let ran = Command::new("docker")
         .args(["run", "-d", "--network", "none", "--name", &stranger])
         .arg(common::busybox_image())
@@ -228,14 +228,14 @@ async fn scaling_touches_only_labelled_containers() {
     assert_eq!(
         ours,
         (1..=3)
-            .map(|i| format!("{}-w-{i}", project.name))
+            .map(|i| format!("{}_w_{i}", project.name))
             .collect::<Vec<_>>()
     );
     let s = infra.control("w", Action::Scale, Some(1)).await.unwrap();
     assert_eq!((s.running_replicas, s.containers.len()), (1, 1));
     assert_eq!(
         docker_ps(&format!("label={LABEL_PROJECT}={}", project.name)),
-        [format!("{}-w-1", project.name)]
+        [format!("{}_w_1", project.name)]
     );
     // The stranger is still there and running, untouched.
     assert_eq!(
@@ -249,12 +249,27 @@ async fn scaling_touches_only_labelled_containers() {
     assert_eq!(String::from_utf8_lossy(&state.stdout).trim(), "true");
     // Stats of the one left.
     let mut stats = infra
-        .stats(&format!("{}-w-1", project.name), false)
+        .stats(&format!("{}_w_1", project.name), false)
         .await
         .unwrap();
     let sample = stats.next().await.unwrap().unwrap();
     assert!(sample.memory_bytes > 0, "{sample:?}");
     println!("scale 3 then 1: {ours:?} then one; stats {sample:?}");
+    // A changed definition replaces the container made from the old one.
+    let before = infra.status().await.unwrap().services[0].containers[0]
+        .id
+        .clone();
+    project.service(
+        "w.toml",
+        &busybox_service("w", "none", "while true; do sleep 2; done", ""),
+    );
+    let changed = project.infra(None).await;
+    let s = changed.control("w", Action::Start, None).await.unwrap();
+    assert_eq!(s.running_replicas, 1);
+    assert_ne!(
+        s.containers[0].id, before,
+        "recreated from the new definition"
+    );
     // Bad requests.
     assert!(matches!(
         infra.control("w", Action::Scale, None).await,
@@ -289,7 +304,7 @@ async fn killed_containers_are_healed_and_crash_loops_raise_an_alert() {
     let infra = project.infra(Some(policy)).await;
     let mut events = infra.subscribe();
     infra.control("steady", Action::Start, None).await.unwrap();
-    let name = format!("{}-steady-1", project.name);
+    let name = format!("{}_steady_1", project.name);
     let killed = Instant::now();
     assert!(
         Command::new("docker")
@@ -305,9 +320,20 @@ async fn killed_containers_are_healed_and_crash_loops_raise_an_alert() {
     )
     .await
     .expect("a Healed event for the killed container");
+    // Running again by the healer's hand alone, and counted.
+    let mut running = None;
+    while killed.elapsed() < Duration::from_secs(20) {
+        let status = infra.status().await.unwrap();
+        let steady = status.services.iter().find(|s| s.name == "steady").unwrap();
+        if steady.state == "running" {
+            running = Some(steady.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let took = killed.elapsed();
-    let s = infra.control("steady", Action::Start, None).await.unwrap();
-    assert_eq!(s.state, "running");
+    let steady = running.expect("running again after the kill");
+    assert_eq!(steady.containers[0].restarts, 1, "{steady:?}");
     println!("docker kill → running again in {took:?}: {healed:?}");
 
     infra.control("crashy", Action::Start, None).await.unwrap();
@@ -430,7 +456,7 @@ async fn logs_and_stats_stream_while_a_container_runs() {
     }
     assert!(ticks.windows(2).all(|w| w[1] == w[0] + 1), "{ticks:?}");
     drop(follow);
-    let name = format!("{}-ticker-1", project.name);
+    let name = format!("{}_ticker_1", project.name);
     let mut stats = infra.stats(&name, true).await.unwrap();
     let mut samples = Vec::new();
     while samples.len() < 3 {
