@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -43,6 +44,8 @@ struct Shared {
     inboxes: RwLock<HashMap<String, Arc<Queue>>>,
     groups: RwLock<HashMap<String, Arc<TopicGroup>>>,
     taps: broadcast::Sender<Arc<Message>>,
+    /// Observers alive: publishing skips the taps (and their lock) while there are none.
+    observers: Arc<AtomicUsize>,
     replies: mpsc::UnboundedSender<Arc<Message>>,
     node_id: String,
     dead: Mutex<DeadStore>,
@@ -182,7 +185,26 @@ pub(crate) enum MemorySubscription {
     Tap {
         receiver: broadcast::Receiver<Arc<Message>>,
         filter: Filter,
+        /// Counts this observer while it lives.
+        _observer: ObserverCount,
     },
+}
+
+/// One observer in [`Shared::observers`], for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct ObserverCount(Arc<AtomicUsize>);
+
+impl ObserverCount {
+    fn new(count: &Arc<AtomicUsize>) -> ObserverCount {
+        count.fetch_add(1, Ordering::AcqRel);
+        ObserverCount(count.clone())
+    }
+}
+
+impl Drop for ObserverCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The acknowledgement handle of one memory delivery.
@@ -208,6 +230,7 @@ impl MemoryBus {
                 inboxes: RwLock::new(HashMap::new()),
                 groups: RwLock::new(HashMap::new()),
                 taps: broadcast::channel(4096).0,
+                observers: Arc::new(AtomicUsize::new(0)),
                 replies,
                 node_id,
                 dead: Mutex::new(DeadStore::default()),
@@ -241,7 +264,7 @@ impl MemoryBus {
     }
 
     pub(crate) fn publish(&self, message: &Arc<Message>, route: &Route<'_>) {
-        if self.shared.taps.receiver_count() > 0 {
+        if self.shared.observers.load(Ordering::Acquire) > 0 {
             let _ = self.shared.taps.send(message.clone());
         }
         let entry = Entry {
@@ -339,9 +362,12 @@ impl MemoryBus {
     }
 
     pub(crate) fn observe(&self, filter: Filter) -> MemorySubscription {
+        // Counted before it subscribes: from then on every publish goes to the taps.
+        let observer = ObserverCount::new(&self.shared.observers);
         MemorySubscription::Tap {
             receiver: self.shared.taps.subscribe(),
             filter,
+            _observer: observer,
         }
     }
 
@@ -534,7 +560,9 @@ impl MemorySubscription {
                 prefetch,
                 buffer,
             } => Some(next_from(queue, bus, *prefetch, buffer).await),
-            MemorySubscription::Tap { receiver, filter } => loop {
+            MemorySubscription::Tap {
+                receiver, filter, ..
+            } => loop {
                 match receiver.recv().await {
                     Ok(message) if filter.accepts(&message) => {
                         return Some(Raw {
@@ -569,7 +597,9 @@ impl MemorySubscription {
                 take(queue, bus, now, *prefetch, buffer);
                 pop_fresh(buffer, now)
             }
-            MemorySubscription::Tap { receiver, filter } => loop {
+            MemorySubscription::Tap {
+                receiver, filter, ..
+            } => loop {
                 match receiver.try_recv() {
                     Ok(message) if filter.accepts(&message) => {
                         return Some(Raw {

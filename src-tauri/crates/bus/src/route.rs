@@ -101,6 +101,19 @@ pub fn validate_topic(topic: &str) -> Result<(), BusError> {
     Ok(())
 }
 
+/// The bytes ids and topic names may hold (`A-Z a-z 0-9 . _ : / -`), as a table: this check
+/// runs on every message.
+static NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'/' | b'-');
+        b += 1;
+    }
+    table
+};
+
 fn check(field: &'static str, value: &str, allowed: impl Fn(char) -> bool) -> Result<(), BusError> {
     // Every allowed character is ASCII: a byte scan is the fast path (this runs for every
     // message); the character is decoded only to say which one is wrong.
@@ -111,10 +124,7 @@ fn check(field: &'static str, value: &str, allowed: impl Fn(char) -> bool) -> Re
             "must be at most {MAX_NAME_LEN} characters, got {}",
             value.len()
         ))
-    } else if value
-        .bytes()
-        .all(|b| b.is_ascii() && allowed(char::from(b)))
-    {
+    } else if value.bytes().all(|b| NAME_BYTES[usize::from(b)]) {
         None
     } else {
         value
