@@ -147,13 +147,14 @@ if [ "$WITH_TEST" -eq 1 ]; then
   [ -f "$ROOT/scripts/fetch-test-model.sh" ] || die "scripts/fetch-test-model.sh is missing"
   log "test model: scripts/fetch-test-model.sh"
   bash "$ROOT/scripts/fetch-test-model.sh"
-  # The spec's Python examples (tests/spec-examples) import requests and websockets.
-  if ! python3 -c 'import requests, websockets' 2>/dev/null; then
-    log "python packages for the spec examples: requests, websockets"
+  # The spec's Python examples (tests/spec-examples) import requests and websockets; the
+  # alert delivery test runs a real SMTP server (aiosmtpd).
+  if ! python3 -c 'import requests, websockets, aiosmtpd' 2>/dev/null; then
+    log "python packages for the tests: requests, websockets, aiosmtpd"
     # pip where the interpreter allows it; Debian's packages where it is externally managed.
-    python3 -m pip install --quiet 'requests>=2.28' 'websockets>=11' 2>/dev/null ||
-      "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-requests python3-websockets ||
-      die "could not install the python packages requests and websockets"
+    python3 -m pip install --quiet 'requests>=2.28' 'websockets>=11' 'aiosmtpd>=1.4' 2>/dev/null ||
+      "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-requests python3-websockets python3-aiosmtpd ||
+      die "could not install the python packages requests, websockets and aiosmtpd"
   fi
 fi
 

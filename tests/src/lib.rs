@@ -352,6 +352,39 @@ impl Drop for Kill {
     }
 }
 
+/// Submits a one-agent pipeline task that needs `code_generation` (one model call) and
+/// returns its id.
+pub async fn submit_one_step_task(base: &str, name: &str) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/tasks"))
+        .json(&serde_json::json!({
+            "name": name,
+            "description": "Name one benefit of unit tests.",
+            "requirements": ["code_generation"],
+            "coordination_pattern": "pipeline",
+            "constraints": {"max_agents": 1}
+        }))
+        .send()
+        .await
+        .expect("POST /tasks");
+    assert_eq!(response.status().as_u16(), 201);
+    let body: Value = response.json().await.expect("task JSON");
+    body["task_id"].as_str().expect("task_id").to_owned()
+}
+
+/// Spawns `sutazai-headless serve` from `cmd` (stdout discarded) and waits until it
+/// answers at `base`; the process is killed when the returned guard drops.
+pub async fn start_serve(mut cmd: Command, base: &str) -> Kill {
+    let child = cmd
+        .stdout(Stdio::null())
+        .arg("serve")
+        .spawn()
+        .expect("spawn serve");
+    let procs = Kill(vec![child]);
+    wait_healthy(base).await.expect("serve up");
+    procs
+}
+
 /// A free loopback port (bound and released; fine for a test's own server).
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;

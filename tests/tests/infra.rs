@@ -14,7 +14,8 @@ use sutazai_bus::MasterKey;
 use sutazai_infra::{LABEL_PROJECT, LABEL_SERVICE};
 use sutazai_tests::docker;
 use sutazai_tests::{
-    Kill, TestLlm, free_port, headless_binary, headless_command, wait_healthy, wait_task,
+    TestLlm, free_port, headless_binary, headless_command, start_serve, submit_one_step_task,
+    wait_task,
 };
 
 /// Removes the project's containers and volumes when the test ends.
@@ -24,18 +25,6 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         docker::remove_labelled(&format!("{LABEL_PROJECT}={}", self.0));
     }
-}
-
-/// Spawns `sutazai-headless serve` from `cmd` and waits until it answers at `base`.
-async fn start_serve(mut cmd: Command, base: &str) -> Kill {
-    let child = cmd
-        .stdout(Stdio::null())
-        .arg("serve")
-        .spawn()
-        .expect("spawn serve");
-    let procs = Kill(vec![child]);
-    wait_healthy(base).await.expect("serve up");
-    procs
 }
 
 /// Running containers matching a `docker ps` filter.
@@ -58,23 +47,6 @@ async fn post(base: &str, path: &str, body: &Value) -> (u16, Value) {
         .expect("POST");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn submit(base: &str, name: &str) -> String {
-    let (status, body) = post(
-        base,
-        "/tasks",
-        &json!({
-            "name": name,
-            "description": "Name one benefit of unit tests.",
-            "requirements": ["code_generation"],
-            "coordination_pattern": "pipeline",
-            "constraints": {"max_agents": 1}
-        }),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    body["task_id"].as_str().unwrap().to_owned()
 }
 
 /// The catalogue of the test: Redis on `port` and workers from `worker_image`, both on the
@@ -230,7 +202,7 @@ async fn deploy_all_runs_a_worker_container_that_executes_tasks() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let id = submit(&base, "in a container").await;
+    let id = submit_one_step_task(&base, "in a container").await;
     let task = wait_task(&base, &id, Duration::from_secs(120))
         .await
         .expect("task finished");
@@ -487,7 +459,7 @@ async fn docker_going_away_is_a_clear_503_and_its_return_is_noticed() {
         );
     }
     // The rest of the app works: a task on host services completes.
-    let id = submit(&base, "without docker").await;
+    let id = submit_one_step_task(&base, "without docker").await;
     let task = wait_task(&base, &id, Duration::from_secs(120))
         .await
         .unwrap();

@@ -20,6 +20,7 @@ mod extract;
 mod health;
 mod infra;
 mod messages;
+mod monitoring;
 mod openapi;
 mod routes;
 mod ws;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub(crate) started: Instant,
     /// Docker services; `None` where this process does not manage them.
     pub(crate) infra: Option<sutazai_infra::Infra>,
+    /// Host sampling and alerts; `None` where this process does not run them.
+    pub(crate) monitor: Option<sutazai_monitor::Monitor>,
 }
 
 impl AppState {
@@ -80,7 +83,14 @@ impl AppState {
             health: Arc::new(health::HealthCache::default()),
             started: Instant::now(),
             infra: None,
+            monitor: None,
         }
+    }
+
+    /// The same state with host monitoring and alerts.
+    pub fn with_monitor(mut self, monitor: sutazai_monitor::Monitor) -> AppState {
+        self.monitor = Some(monitor);
+        self
     }
 
     /// The same state managing Docker services through `infra`.
@@ -130,6 +140,17 @@ pub fn app(state: AppState) -> Router {
         .route("/infrastructure/containers/{name}/stats", get(infra::stats))
         .route("/infrastructure/images/pull", post(infra::pull))
         .route("/analytics/performance", get(routes::analytics))
+        .route("/alerts", get(monitoring::list_alerts))
+        .route(
+            "/alerts/{id}/acknowledge",
+            post(monitoring::acknowledge_alert),
+        )
+        .route(
+            "/alerts/rules/{id}",
+            axum::routing::put(monitoring::set_rule),
+        )
+        .route("/monitoring/host", get(monitoring::host))
+        .route("/metrics", get(monitoring::metrics))
         .route("/openapi.json", get(openapi::document))
         .route("/ws", get(ws::system))
         .route("/ws/agent/{agent_id}", get(ws::agent))

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::{infra, messages, routes};
+use crate::{infra, messages, monitoring, routes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -38,6 +38,10 @@ use crate::{infra, messages, routes};
         infra::stats,
         infra::pull,
         routes::analytics,
+        monitoring::list_alerts,
+        monitoring::acknowledge_alert,
+        monitoring::set_rule,
+        monitoring::host,
     ),
     components(schemas(
         crate::error::ErrorBody,
@@ -67,6 +71,16 @@ use crate::{infra, messages, routes};
         sutazai_infra::PullProgress,
         sutazai_infra::InfraEvent,
         sutazai_infra::ServiceKind,
+        sutazai_monitor::AlertRecord,
+        sutazai_monitor::Delivery,
+        sutazai_monitor::Rule,
+        sutazai_monitor::Comparison,
+        sutazai_monitor::Severity,
+        sutazai_monitor::HostSnapshot,
+        sutazai_monitor::sampler::DiskSample,
+        sutazai_monitor::sampler::NetworkSample,
+        sutazai_monitor::sampler::TemperatureSample,
+        sutazai_monitor::sampler::ProcessSample,
     ))
 )]
 struct Document;

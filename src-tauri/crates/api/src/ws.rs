@@ -140,9 +140,36 @@ async fn next_infra(
     }
 }
 
+/// An alert change in the system description's shape (`{"type": "alert", "message",
+/// "severity"}`), with the record's fields.
+fn alert_message(record: &sutazai_monitor::AlertRecord) -> Value {
+    json!({
+        "type": "alert",
+        "severity": record.severity,
+        "message": record.message,
+        "status": record.status,
+        "alert": record,
+        "timestamp": Utc::now(),
+    })
+}
+
+/// The next alert change, or never when this process runs no monitor.
+async fn next_alert(
+    alerts: &mut Option<tokio::sync::broadcast::Receiver<sutazai_monitor::AlertRecord>>,
+) -> Result<sutazai_monitor::AlertRecord, RecvError> {
+    match alerts {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn system_loop(mut socket: WebSocket, state: AppState, tokens: bool) {
     let mut events = state.orchestrator.subscribe();
     let mut infra_events = state.infra.as_ref().map(sutazai_infra::Infra::subscribe);
+    let mut alerts = state
+        .monitor
+        .as_ref()
+        .map(sutazai_monitor::Monitor::subscribe);
     let mut tick = tokio::time::interval(state.config.heartbeat_interval);
     loop {
         tokio::select! {
@@ -170,6 +197,15 @@ async fn system_loop(mut socket: WebSocket, state: AppState, tokens: bool) {
                     if !send(&mut socket, &json!({"type": "lagged", "missed": missed})).await { return; }
                 }
                 Err(RecvError::Closed) => infra_events = None,
+            },
+            record = next_alert(&mut alerts) => match record {
+                Ok(record) => {
+                    if !send(&mut socket, &alert_message(&record)).await { return; }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    if !send(&mut socket, &json!({"type": "lagged", "missed": missed})).await { return; }
+                }
+                Err(RecvError::Closed) => alerts = None,
             },
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(WsMessage::Close(_))) => return,

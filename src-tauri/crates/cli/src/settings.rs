@@ -118,6 +118,10 @@ const KEYS: &[Key] = &[
     Key::new("bus_namespace", "SUTAZAI_BUS_NAMESPACE"),
     Key::new("services_dir", "SUTAZAI_SERVICES_DIR"),
     Key::new("infra_project", "SUTAZAI_INFRA_PROJECT"),
+    Key::new("alert_smtp_url", "SUTAZAI_ALERT_SMTP_URL"),
+    Key::new("alert_email_from", "SUTAZAI_ALERT_EMAIL_FROM"),
+    Key::new("alert_email_to", "SUTAZAI_ALERT_EMAIL_TO"),
+    Key::new("alert_slack_webhook", "SUTAZAI_ALERT_SLACK_WEBHOOK"),
 ];
 
 /// Top-level file keys that have no environment variable.
@@ -463,6 +467,17 @@ pub struct Settings {
     /// prefix) of the containers this installation manages; separate installations on one
     /// Docker engine use separate projects.
     pub infra_project: String,
+    /// `SUTAZAI_ALERT_SMTP_URL` (`smtp://[user:pass@]host[:port]`, `?tls=required` for
+    /// STARTTLS, or `smtps://…`): alerts are emailed when set, with
+    /// `SUTAZAI_ALERT_EMAIL_FROM` and `SUTAZAI_ALERT_EMAIL_TO` (addresses separated by
+    /// commas).
+    pub alert_smtp_url: Option<Secret>,
+    /// `SUTAZAI_ALERT_EMAIL_FROM`.
+    pub alert_email_from: Option<String>,
+    /// `SUTAZAI_ALERT_EMAIL_TO`.
+    pub alert_email_to: Vec<String>,
+    /// `SUTAZAI_ALERT_SLACK_WEBHOOK`: a Slack incoming webhook URL alerts are posted to.
+    pub alert_slack_webhook: Option<Secret>,
     /// `SUTAZAI_MAX_TOKENS` (≥ 1): completion-token cap of free-text steps.
     pub max_tokens: u32,
     /// `SUTAZAI_STEP_TIMEOUT` (seconds, ≥ 1): limit of one model call.
@@ -822,6 +837,19 @@ impl Reader<'_> {
                     Ok(s.to_owned())
                 })?
                 .unwrap_or_else(|| "sutazai".to_owned()),
+            alert_smtp_url: self.string("alert_smtp_url")?.map(Secret::new),
+            alert_email_from: self.string("alert_email_from")?,
+            alert_email_to: self
+                .string("alert_email_to")?
+                .map(|s| {
+                    s.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            alert_slack_webhook: self.string("alert_slack_webhook")?.map(Secret::new),
             max_tokens: self.positive("max_tokens")?.unwrap_or(512),
             step_timeout: Duration::from_secs(self.positive("step_timeout")?.unwrap_or(300)),
             max_attempts: self.positive("max_attempts")?.unwrap_or(3),

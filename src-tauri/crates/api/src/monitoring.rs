@@ -1,0 +1,326 @@
+//! Monitoring routes: alerts (list, acknowledge), the host's latest and recent samples, and
+//! `GET /metrics` in the Prometheus text exposition format.
+
+use std::fmt::Write as _;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sutazai_monitor::{AlertError, AlertRecord, HostSnapshot, Monitor, Rule};
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery};
+
+impl From<AlertError> for ApiError {
+    fn from(e: AlertError) -> Self {
+        let status = match e {
+            AlertError::InvalidRule(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::NOT_FOUND,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+fn monitor(state: &AppState) -> Result<&Monitor, ApiError> {
+    state.monitor.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "monitoring_off",
+            "monitoring is off in this process (it runs in `sutazai serve` and the desktop app)",
+        )
+    })
+}
+
+/// Filters of `GET /alerts`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct AlertQuery {
+    /// `firing` or `resolved`.
+    status: Option<String>,
+}
+
+/// `GET /alerts`: alerts newest first (firing and resolved), with the rules in use.
+#[utoipa::path(get, path = "/alerts", params(AlertQuery),
+    responses((status = 200, body = [AlertRecord]), (status = 400, body = crate::error::ErrorBody)))]
+pub(crate) async fn list_alerts(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<AlertQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let monitor = monitor(&state)?;
+    if let Some(status) = query.status.as_deref()
+        && status != "firing"
+        && status != "resolved"
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("status `{status}` is not one of firing, resolved"),
+        ));
+    }
+    let alerts: Vec<AlertRecord> = monitor
+        .alerts()
+        .into_iter()
+        .filter(|a| query.status.as_deref().is_none_or(|s| a.status == s))
+        .collect();
+    Ok(Json(json!({ "alerts": alerts, "rules": monitor.rules() })))
+}
+
+/// `POST /alerts/{id}/acknowledge`.
+#[utoipa::path(post, path = "/alerts/{id}/acknowledge",
+    responses((status = 200, body = AlertRecord), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn acknowledge_alert(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<AlertRecord>, ApiError> {
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "alert_not_found",
+            format!("no alert {id:?}"),
+        )
+    })?;
+    Ok(Json(monitor(&state)?.acknowledge(id)?))
+}
+
+/// `PUT /alerts/rules/{id}`: changes a rule (threshold, duration, cooldown, severity, on
+/// or off); its alerts' state starts over.
+#[utoipa::path(put, path = "/alerts/rules/{id}", request_body = Rule,
+    responses((status = 200, body = Rule), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub(crate) async fn set_rule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(rule): ApiJson<Rule>,
+) -> Result<Json<Rule>, ApiError> {
+    if rule.id != id {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_rule",
+            format!("the body's id {:?} is not the path's {id:?}", rule.id),
+        ));
+    }
+    Ok(Json(monitor(&state)?.set_rule(rule)?))
+}
+
+/// `GET /monitoring/host`: the latest host sample and the recent ones (for graphs).
+#[utoipa::path(get, path = "/monitoring/host",
+    responses((status = 200, body = HostSnapshot), (status = 503, body = crate::error::ErrorBody)))]
+pub(crate) async fn host(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let monitor = monitor(&state)?;
+    let recent = monitor.host_history();
+    let history: Vec<&HostSnapshot> = recent.iter().map(AsRef::as_ref).collect();
+    Ok(Json(json!({
+        "latest": monitor.host().as_deref(),
+        "history": history,
+    })))
+}
+
+/// Escapes a label value for the text format.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Writes one metric family: HELP, TYPE and its samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if value.is_finite() {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    }
+}
+
+/// `GET /metrics`: Prometheus text format (version 0.0.4).
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::new();
+    let stats = state.orchestrator.stats();
+    family(
+        &mut out,
+        "sutazai_tasks_active",
+        "gauge",
+        "Tasks running now.",
+        &[(String::new(), stats.active_tasks as f64)],
+    );
+    family(
+        &mut out,
+        "sutazai_tasks_queued",
+        "gauge",
+        "Tasks waiting for a slot.",
+        &[(String::new(), stats.queued_tasks as f64)],
+    );
+    family(
+        &mut out,
+        "sutazai_tasks_awaiting_approval",
+        "gauge",
+        "Tasks waiting for approvals.",
+        &[(String::new(), stats.awaiting_approval as f64)],
+    );
+    family(
+        &mut out,
+        "sutazai_tasks_total",
+        "counter",
+        "Tasks by outcome since start.",
+        &[
+            (
+                "{outcome=\"submitted\"}".into(),
+                stats.tasks_submitted as f64,
+            ),
+            (
+                "{outcome=\"completed\"}".into(),
+                stats.tasks_completed as f64,
+            ),
+            ("{outcome=\"failed\"}".into(), stats.tasks_failed as f64),
+        ],
+    );
+    let agents = state.orchestrator.agents();
+    let per_agent = |f: &dyn Fn(&sutazai_orchestrator::AgentInfo) -> Option<f64>| {
+        agents
+            .iter()
+            .filter_map(|a| f(a).map(|v| (format!("{{agent=\"{}\"}}", label(&a.id)), v)))
+            .collect::<Vec<_>>()
+    };
+    family(
+        &mut out,
+        "sutazai_agent_steps_completed_total",
+        "counter",
+        "Steps an agent completed.",
+        &per_agent(&|a| Some(a.completed_steps as f64)),
+    );
+    family(
+        &mut out,
+        "sutazai_agent_steps_failed_total",
+        "counter",
+        "Steps an agent failed.",
+        &per_agent(&|a| Some(a.failed_steps as f64)),
+    );
+    family(
+        &mut out,
+        "sutazai_agent_success_rate",
+        "gauge",
+        "Share of an agent's steps that succeeded (0 to 1).",
+        &per_agent(&|a| a.success_rate),
+    );
+    family(
+        &mut out,
+        "sutazai_agent_response_time_seconds",
+        "gauge",
+        "Mean seconds per completed step.",
+        &per_agent(&|a| a.average_response_time),
+    );
+    family(
+        &mut out,
+        "sutazai_agent_load",
+        "gauge",
+        "Active steps over the agent's concurrency (0 to 1).",
+        &per_agent(&|a| Some(a.load)),
+    );
+    if let Some(monitor) = &state.monitor {
+        if let Some(h) = monitor.host() {
+            family(
+                &mut out,
+                "sutazai_host_cpu_percent",
+                "gauge",
+                "Host CPU use, percent of all cores.",
+                &[(String::new(), h.cpu_percent)],
+            );
+            family(
+                &mut out,
+                "sutazai_host_memory_used_bytes",
+                "gauge",
+                "Host memory in use.",
+                &[(String::new(), h.memory_used_bytes as f64)],
+            );
+            family(
+                &mut out,
+                "sutazai_host_memory_total_bytes",
+                "gauge",
+                "Host memory in all.",
+                &[(String::new(), h.memory_total_bytes as f64)],
+            );
+            family(
+                &mut out,
+                "sutazai_host_load_average",
+                "gauge",
+                "Load averages.",
+                &[
+                    ("{period=\"1m\"}".into(), h.load_average[0]),
+                    ("{period=\"5m\"}".into(), h.load_average[1]),
+                    ("{period=\"15m\"}".into(), h.load_average[2]),
+                ],
+            );
+            let disks: Vec<(String, f64)> = h
+                .disks
+                .iter()
+                .map(|d| (format!("{{mount=\"{}\"}}", label(&d.mount)), d.used_percent))
+                .collect();
+            family(
+                &mut out,
+                "sutazai_host_disk_used_percent",
+                "gauge",
+                "Disk use per mount, percent.",
+                &disks,
+            );
+            let rx: Vec<(String, f64)> = h
+                .networks
+                .iter()
+                .map(|n| {
+                    (
+                        format!("{{interface=\"{}\"}}", label(&n.interface)),
+                        n.rx_bytes_per_second,
+                    )
+                })
+                .collect();
+            family(
+                &mut out,
+                "sutazai_host_network_receive_bytes_per_second",
+                "gauge",
+                "Bytes received per second.",
+                &rx,
+            );
+            let tx: Vec<(String, f64)> = h
+                .networks
+                .iter()
+                .map(|n| {
+                    (
+                        format!("{{interface=\"{}\"}}", label(&n.interface)),
+                        n.tx_bytes_per_second,
+                    )
+                })
+                .collect();
+            family(
+                &mut out,
+                "sutazai_host_network_transmit_bytes_per_second",
+                "gauge",
+                "Bytes sent per second.",
+                &tx,
+            );
+        }
+        let firing = monitor
+            .alerts()
+            .iter()
+            .filter(|a| a.status == "firing")
+            .count();
+        family(
+            &mut out,
+            "sutazai_alerts_firing",
+            "gauge",
+            "Alerts firing now.",
+            &[(String::new(), firing as f64)],
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}

@@ -1,0 +1,337 @@
+//! Monitoring end to end on a real `sutazai-headless serve` (real model): the host sampler
+//! feeds `/monitoring/host`, `/metrics` parses as Prometheus text and carries the task,
+//! agent and host figures, and `/alerts` lists the rules with `{code, message}` errors for
+//! bad requests.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sutazai_tests::{
+    Kill, TestLlm, free_port, headless_binary, headless_command, start_serve, submit_one_step_task,
+    wait_healthy, wait_task,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_host_samples_and_alert_routes() {
+    let bin = headless_binary().expect("sutazai-headless");
+    let llm = TestLlm::spawn(0).expect("test LLM");
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let _procs = start_serve(headless_command(&bin, &llm.url, port, data.path()), &base).await;
+    let client = reqwest::Client::new();
+
+    // One finished task, so that agent and task figures are non-zero.
+    let id = submit_one_step_task(&base, "metrics").await;
+    let task = wait_task(&base, &id, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(task["status"], "completed", "{task}");
+
+    // The sampler's samples.
+    let began = Instant::now();
+    let host = loop {
+        let host: Value = reqwest::get(format!("{base}/monitoring/host"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if host["history"].as_array().is_some_and(|h| h.len() >= 2) {
+            break host;
+        }
+        assert!(began.elapsed() < Duration::from_secs(10), "{host}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let latest = &host["latest"];
+    assert!(
+        latest["memory_total_bytes"].as_u64().unwrap() > 0,
+        "{latest}"
+    );
+    assert!(
+        latest["per_core_percent"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    );
+
+    // /metrics in the Prometheus text format.
+    let response = reqwest::get(format!("{base}/metrics")).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = response.text().await.unwrap();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    let value = |name: &str, label: Option<(&str, &str)>| {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name)
+            .filter(|s| label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .collect::<Vec<f64>>()
+    };
+    assert_eq!(
+        value("sutazai_tasks_total", Some(("outcome", "completed"))),
+        [1.0]
+    );
+    let steps: f64 = value("sutazai_agent_steps_completed_total", None)
+        .iter()
+        .sum();
+    assert!(steps >= 1.0, "{text}");
+    assert_eq!(value("sutazai_agent_steps_completed_total", None).len(), 38);
+    assert_eq!(value("sutazai_host_cpu_percent", None).len(), 1);
+    assert!(!value("sutazai_host_disk_used_percent", Some(("mount", "/"))).is_empty());
+    assert_eq!(value("sutazai_alerts_firing", None), [0.0]);
+    assert!(scrape.docs.contains_key("sutazai_agent_success_rate"));
+    println!(
+        "/metrics: {} samples in {} families; host cpu {:?}%",
+        scrape.samples.len(),
+        scrape.docs.len(),
+        value("sutazai_host_cpu_percent", None)
+    );
+
+    // Alert routes.
+    let alerts: Value = reqwest::get(format!("{base}/alerts"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rules: Vec<&str> = alerts["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert!(rules.contains(&"agent_success_rate_low") && rules.contains(&"host_memory_high"));
+    assert!(alerts["alerts"].is_array());
+    let bad = reqwest::get(format!("{base}/alerts?status=bogus"))
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let missing = client
+        .post(format!("{base}/alerts/12345/acknowledge"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["code"], "alert_not_found");
+}
+
+/// A local HTTP endpoint standing in for Slack's incoming webhook: records each JSON body.
+async fn slack_stand_in() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::routing::post;
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let store = store.clone();
+            async move {
+                store.lock().unwrap().push(body);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, received)
+}
+
+/// A real SMTP server on loopback (`aiosmtpd` from PyPI), printing each message it gets.
+fn smtp_server(
+    port: u16,
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    use std::io::BufRead as _;
+    let mut child = std::process::Command::new("python3")
+        .args(["-m", "aiosmtpd", "-n", "-l"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["-c", "aiosmtpd.handlers.Debugging", "stdout"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 -m aiosmtpd (scripts/setup.sh --test installs aiosmtpd)");
+    let out = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = out.clone();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    let began = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            began.elapsed() < Duration::from_secs(20),
+            "aiosmtpd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (child, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_agent_alerts_the_websocket_email_and_slack() {
+    use futures::StreamExt as _;
+    let bin = headless_binary().expect("sutazai-headless");
+    let llm = TestLlm::spawn(0).expect("test LLM");
+    let smtp_port = free_port().unwrap();
+    let (smtp, mail) = smtp_server(smtp_port);
+    let (hook, slack) = slack_stand_in().await;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let serve = headless_command(&bin, &llm.url, port, data.path())
+        .env(
+            "SUTAZAI_ALERT_SMTP_URL",
+            format!("smtp://127.0.0.1:{smtp_port}"),
+        )
+        .env("SUTAZAI_ALERT_EMAIL_FROM", "SutazAI <sutazai@localhost>")
+        .env("SUTAZAI_ALERT_EMAIL_TO", "ops@localhost")
+        .env("SUTAZAI_ALERT_SLACK_WEBHOOK", &hook)
+        .env("SUTAZAI_MAX_ATTEMPTS", "1")
+        .stdout(Stdio::null())
+        .arg("serve")
+        .spawn()
+        .expect("spawn serve");
+    let _procs = Kill(vec![serve, smtp]);
+    wait_healthy(&base).await.expect("serve up");
+    let client = reqwest::Client::new();
+
+    // The two rules under test fire after 1 s instead of a minute.
+    let alerts: Value = client
+        .get(format!("{base}/alerts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for id in ["agent_success_rate_low", "agent_error_rate_high"] {
+        let mut rule = alerts["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()
+            .clone();
+        rule["for_seconds"] = json!(1);
+        let r = client
+            .put(format!("{base}/alerts/rules/{id}"))
+            .json(&rule)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    }
+    let ws_url = format!("{}/ws", base.replacen("http", "ws", 1));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.expect("ws");
+
+    // The LLM endpoint stops; the agent's steps fail.
+    drop(llm);
+    for i in 0..2 {
+        let id = submit_one_step_task(&base, &format!("doomed {i}")).await;
+        let task = wait_task(&base, &id, Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert_eq!(task["status"], "failed", "{task}");
+    }
+
+    // Both alerts reach the WebSocket client …
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < 2 {
+        let msg = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .expect("alerts on /ws in time")
+            .expect("stream open")
+            .expect("frame");
+        let Ok(v) = serde_json::from_str::<Value>(msg.to_text().unwrap_or("")) else {
+            continue;
+        };
+        if v["type"] == "alert" && v["status"] == "firing" {
+            assert!(v["severity"].is_string() && v["message"].is_string(), "{v}");
+            seen.insert(v["alert"]["rule_id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        ["agent_error_rate_high", "agent_success_rate_low"]
+    );
+    // … the SMTP server and the webhook, and the alerts record the deliveries.
+    let began = Instant::now();
+    loop {
+        let text = mail.lock().unwrap().clone();
+        let hooks = slack.lock().unwrap().clone();
+        let mailed = text.contains("success rate") && text.contains("error rate");
+        let posted = hooks.iter().any(|h| {
+            h["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("success rate"))
+        }) && hooks
+            .iter()
+            .any(|h| h["text"].as_str().is_some_and(|t| t.contains("error rate")));
+        if mailed && posted {
+            println!(
+                "email: {} lines received by aiosmtpd; slack stand-in: {} posts, e.g. {}",
+                text.lines().count(),
+                hooks.len(),
+                hooks[0]["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+            );
+            break;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(60),
+            "alerts not delivered: mail {text:?}, hooks {hooks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let began = Instant::now();
+    loop {
+        let alerts: Value = client
+            .get(format!("{base}/alerts?status=firing"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let delivered = alerts["alerts"].as_array().unwrap().iter().all(|a| {
+            let d = a["deliveries"].as_array().unwrap();
+            d.len() == 2 && d.iter().all(|x| x["status"] == "delivered")
+        });
+        if delivered && !alerts["alerts"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(began.elapsed() < Duration::from_secs(20), "{alerts}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
