@@ -128,6 +128,35 @@ async fn metrics_host_samples_and_alert_routes() {
     assert_eq!(missing.status().as_u16(), 404);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["code"], "alert_not_found");
+
+    // The same through the command line.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(&bin)
+            .args(["--api", &base])
+            .args(args)
+            .env_remove("SUTAZAI_API_URL")
+            .output()
+            .expect("sutazai-headless");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = cli(&["status"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("Agents   38 healthy of 38"), "{text}");
+    assert!(text.contains("Alerts   0 firing"), "{text}");
+    let (code, text) = cli(&["alerts", "list"]);
+    assert_eq!((code, text.trim()), (Some(0), "no alerts"));
+    let (code, text) = cli(&["metrics"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        text.contains("# TYPE sutazai_tasks_total counter"),
+        "{text}"
+    );
+    let (code, _) = cli(&["alerts", "ack", "99"]);
+    assert_eq!(code, Some(1));
+    println!("sutazai status:\n{}", cli(&["status"]).1);
 }
 
 /// A local HTTP endpoint standing in for Slack's incoming webhook: records each JSON body.

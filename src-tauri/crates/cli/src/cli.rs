@@ -68,6 +68,29 @@ pub enum Command {
     /// Manage the Docker services (Redis, Ollama, agent workers) directly, no server needed.
     #[command(subcommand)]
     Infra(InfraCmd),
+    /// A running server's health, tasks, agents, bus, Docker and firing alerts.
+    Status,
+    /// List or acknowledge a running server's alerts.
+    #[command(subcommand)]
+    Alerts(AlertsCmd),
+    /// A running server's metrics in Prometheus' text format (`GET /metrics`).
+    Metrics,
+}
+
+/// `sutazai alerts ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AlertsCmd {
+    /// Alerts, newest first.
+    List {
+        /// Only `firing` or `resolved` ones.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Acknowledge an alert.
+    Ack {
+        /// Alert id.
+        id: u64,
+    },
 }
 
 /// `sutazai infra ...`: the Docker services of the catalogue (`SUTAZAI_SERVICES_DIR`).
@@ -267,12 +290,145 @@ pub(crate) async fn run_client(
     match command {
         Command::Task(cmd) => run_task(cmd, client, json_output).await,
         Command::Agents(cmd) => run_agents(cmd, client, json_output).await,
+        Command::Status => run_status(client, json_output).await,
+        Command::Alerts(cmd) => run_alerts(cmd, client, json_output).await,
+        Command::Metrics => {
+            let text = client.get_text(&["metrics"]).await?;
+            output::emit(&text)?;
+            Ok(Outcome::Success)
+        }
         Command::Serve
         | Command::Worker { .. }
         | Command::Doctor
         | Command::Models(_)
         | Command::Infra(_) => {
             bail!("not a client command")
+        }
+    }
+}
+
+async fn run_status(client: &ApiClient, json_output: bool) -> anyhow::Result<Outcome> {
+    let status = client.get(&["status"], &[]).await?;
+    let alerts = client
+        .get(&["alerts"], &[("status", Some("firing".to_owned()))])
+        .await
+        .ok();
+    if json_output {
+        print_json(&serde_json::json!({ "status": status, "alerts": alerts }))?;
+        return Ok(Outcome::Success);
+    }
+    let firing = alerts
+        .as_ref()
+        .and_then(|a| a["alerts"].as_array().map(Vec::len));
+    let rows = [
+        (
+            "Health",
+            format!(
+                "{} ({})",
+                status["status"].as_str().unwrap_or("?"),
+                output::percent(status["system_health"].as_f64())
+            ),
+        ),
+        (
+            "Tasks",
+            format!(
+                "{} active, {} queued, {} awaiting approval",
+                status["active_tasks"], status["queued_tasks"], status["awaiting_approval"]
+            ),
+        ),
+        (
+            "Agents",
+            format!(
+                "{} healthy of {}",
+                status["agents"]["healthy"], status["agents"]["total"]
+            ),
+        ),
+        (
+            "Bus",
+            format!(
+                "{}, {} messages/min",
+                status["message_bus"]["backend"].as_str().unwrap_or("?"),
+                status["message_bus"]["messages_per_minute"]
+            ),
+        ),
+        (
+            "Docker",
+            if status["infrastructure"]["available"] == true {
+                format!(
+                    "available ({})",
+                    status["infrastructure"]["version"].as_str().unwrap_or("?")
+                )
+            } else {
+                format!(
+                    "unavailable: {}",
+                    status["infrastructure"]["reason"].as_str().unwrap_or("?")
+                )
+            },
+        ),
+        (
+            "Alerts",
+            firing.map_or_else(|| "unknown".to_owned(), |n| format!("{n} firing")),
+        ),
+    ];
+    for (k, v) in rows {
+        output::emit_line(&format!("{k:<8} {v}"))?;
+    }
+    Ok(Outcome::Success)
+}
+
+async fn run_alerts(
+    cmd: &AlertsCmd,
+    client: &ApiClient,
+    json_output: bool,
+) -> anyhow::Result<Outcome> {
+    match cmd {
+        AlertsCmd::List { status } => {
+            let value = client
+                .get(&["alerts"], &[("status", status.clone())])
+                .await?;
+            if json_output {
+                print_json(&value)?;
+                return Ok(Outcome::Success);
+            }
+            let alerts = value["alerts"].as_array().cloned().unwrap_or_default();
+            if alerts.is_empty() {
+                output::emit_line("no alerts")?;
+                return Ok(Outcome::Success);
+            }
+            let mut table = Table::new(&["ID", "STATUS", "SEVERITY", "FIRED", "ACK", "MESSAGE"]);
+            for a in alerts {
+                table.row(vec![
+                    a["id"].to_string(),
+                    a["status"].as_str().unwrap_or("").to_owned(),
+                    a["severity"].as_str().unwrap_or("").to_owned(),
+                    a["fired_at"].as_str().unwrap_or("").to_owned(),
+                    if a["acknowledged"] == true {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                    .to_owned(),
+                    a["message"].as_str().unwrap_or("").to_owned(),
+                ]);
+            }
+            output::emit(&table.render())?;
+            Ok(Outcome::Success)
+        }
+        AlertsCmd::Ack { id } => {
+            let id = id.to_string();
+            let value = client
+                .post(&["alerts", &id, "acknowledge"], &serde_json::json!({}))
+                .await?;
+            if json_output {
+                print_json(&value)?;
+            } else {
+                output::emit_line(&format!(
+                    "alert {} acknowledged: {}",
+                    value["id"],
+                    value["message"].as_str().unwrap_or("")
+                ))?;
+            }
+            Ok(Outcome::Success)
         }
     }
 }

@@ -161,12 +161,33 @@ impl ApiClient {
         self.send(Method::DELETE, self.url(segments), None).await
     }
 
+    /// `GET` of a text document (`/metrics`).
+    pub async fn get_text(&self, segments: &[&str]) -> Result<String, ClientError> {
+        let url = self.url(segments);
+        let bytes = self.exchange(Method::GET, url, None).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     async fn send(
         &self,
         method: Method,
         url: Url,
         body: Option<&Value>,
     ) -> Result<Value, ClientError> {
+        let bytes = self.exchange(method, url.clone(), body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            url: url.to_string(),
+            message: format!("not JSON: {e}"),
+        })
+    }
+
+    /// The body of a successful answer; the server's `{code, message}` otherwise.
+    async fn exchange(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<bytes::Bytes, ClientError> {
         let mut request = self.http.request(method, url.clone());
         if let Some(body) = body {
             request = request.json(body);
@@ -190,10 +211,7 @@ impl ApiClient {
             source,
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
-                url: url.to_string(),
-                message: format!("not JSON: {e}"),
-            });
+            return Ok(bytes);
         }
         Err(api_error(status, &bytes))
     }

@@ -36,7 +36,7 @@ use std::io::IsTerminal as _;
 use anyhow::Context as _;
 use clap::CommandFactory as _;
 
-pub use cli::{AgentsCmd, Cli, Command, InfraCmd, SubmitArgs, TaskCmd};
+pub use cli::{AgentsCmd, AlertsCmd, Cli, Command, InfraCmd, SubmitArgs, TaskCmd};
 pub use client::{ApiClient, ClientError};
 pub use serve::{BackgroundServer, run_server, spawn_background};
 pub use settings::{EnvVars, Locations, Settings, SettingsError};
@@ -104,7 +104,11 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
             runtime()?.block_on(infra::run(cmd, &settings, cli.json))
         }
-        Command::Task(_) | Command::Agents(_) => {
+        Command::Task(_)
+        | Command::Agents(_)
+        | Command::Status
+        | Command::Alerts(_)
+        | Command::Metrics => {
             init_tracing(&client_log_level());
             let base = match &cli.api {
                 Some(url) => url.clone(),
