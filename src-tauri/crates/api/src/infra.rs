@@ -44,6 +44,25 @@ impl From<InfraError> for ApiError {
     }
 }
 
+/// A streamed answer of one JSON line per item (`application/x-ndjson`); an error item
+/// becomes a `{"error": {code, message}}` line.
+fn ndjson<T: serde::Serialize + Send + 'static>(
+    items: futures::stream::BoxStream<'static, Result<T, InfraError>>,
+) -> Response {
+    let body = items.map(|item| {
+        let value = match item {
+            Ok(item) => serde_json::to_value(item).unwrap_or_default(),
+            Err(e) => json!({"error": {"code": e.code(), "message": e.to_string()}}),
+        };
+        Ok::<_, std::convert::Infallible>(format!("{value}\n"))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(body),
+    )
+        .into_response()
+}
+
 /// The infrastructure layer, or the 503 that says it is off.
 pub(crate) fn infra(state: &AppState) -> Result<&Infra, ApiError> {
     state.infra.as_ref().ok_or_else(|| {
@@ -171,18 +190,7 @@ pub(crate) async fn logs(
     let follow = query.follow.unwrap_or(false);
     let mut lines = infra.logs(&name, tail, follow).await?;
     if follow {
-        let body = lines.map(|line| {
-            let value = match line {
-                Ok(line) => serde_json::to_value(line).unwrap_or_default(),
-                Err(e) => json!({"error": {"code": e.code(), "message": e.to_string()}}),
-            };
-            Ok::<_, std::convert::Infallible>(format!("{value}\n"))
-        });
-        return Ok((
-            [(header::CONTENT_TYPE, "application/x-ndjson")],
-            Body::from_stream(body),
-        )
-            .into_response());
+        return Ok(ndjson(lines));
     }
     let mut out = Vec::new();
     while let Some(line) = lines.next().await {
@@ -210,18 +218,7 @@ pub(crate) async fn stats(
     let stream = query.stream.unwrap_or(false);
     let mut samples = infra(&state)?.stats(&name, stream).await?;
     if stream {
-        let body = samples.map(|sample| {
-            let value = match sample {
-                Ok(sample) => serde_json::to_value(sample).unwrap_or_default(),
-                Err(e) => json!({"error": {"code": e.code(), "message": e.to_string()}}),
-            };
-            Ok::<_, std::convert::Infallible>(format!("{value}\n"))
-        });
-        return Ok((
-            [(header::CONTENT_TYPE, "application/x-ndjson")],
-            Body::from_stream(body),
-        )
-            .into_response());
+        return Ok(ndjson(samples));
     }
     match samples.next().await {
         Some(sample) => Ok(Json(sample?).into_response()),

@@ -548,31 +548,40 @@ async fn create(
     Ok(created.id)
 }
 
-async fn start(infra: &Infra, docker: &Docker, m: &Managed) -> Result<(), InfraError> {
-    docker
-        .start_container(&m.id, None)
-        .await
-        .map_err(|e| infra.fail(e, || InfraError::UnknownContainer(m.name.clone())))?;
+/// Maps the outcome of a request on container `m` and reports `action` when it succeeded.
+fn settled(
+    infra: &Infra,
+    m: &Managed,
+    outcome: Result<(), bollard::errors::Error>,
+    action: &str,
+) -> Result<(), InfraError> {
+    outcome.map_err(|e| infra.fail(e, || InfraError::UnknownContainer(m.name.clone())))?;
     infra.emit(InfraEvent::Container {
         service: m.service.clone(),
         container: m.name.clone(),
-        action: "started".into(),
+        action: action.into(),
     });
     Ok(())
 }
 
+async fn start(infra: &Infra, docker: &Docker, m: &Managed) -> Result<(), InfraError> {
+    settled(
+        infra,
+        m,
+        docker.start_container(&m.id, None).await,
+        "started",
+    )
+}
+
 async fn stop(infra: &Infra, docker: &Docker, m: &Managed) -> Result<(), InfraError> {
     let t = i32::try_from(infra.inner.config.stop_timeout.as_secs()).unwrap_or(10);
-    docker
-        .stop_container(&m.id, Some(StopContainerOptionsBuilder::new().t(t).build()))
-        .await
-        .map_err(|e| infra.fail(e, || InfraError::UnknownContainer(m.name.clone())))?;
-    infra.emit(InfraEvent::Container {
-        service: m.service.clone(),
-        container: m.name.clone(),
-        action: "stopped".into(),
-    });
-    Ok(())
+    let options = StopContainerOptionsBuilder::new().t(t).build();
+    settled(
+        infra,
+        m,
+        docker.stop_container(&m.id, Some(options)).await,
+        "stopped",
+    )
 }
 
 async fn remove(infra: &Infra, docker: &Docker, m: &Managed) -> Result<(), InfraError> {
