@@ -93,6 +93,9 @@ async fn metrics_host_samples_and_alert_routes() {
     assert_eq!(value("sutazai_host_cpu_percent", None).len(), 1);
     assert!(!value("sutazai_host_disk_used_percent", Some(("mount", "/"))).is_empty());
     assert_eq!(value("sutazai_alerts_firing", None), [0.0]);
+    // The task's step crossed the bus: published and acknowledged at least once.
+    assert!(value("sutazai_bus_messages_total", Some(("outcome", "published")))[0] >= 1.0);
+    assert_eq!(value("sutazai_bus_dead_letters", None), [0.0]);
     assert!(scrape.docs.contains_key("sutazai_agent_success_rate"));
     println!(
         "/metrics: {} samples in {} families; host cpu {:?}%",

@@ -221,6 +221,55 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         "Active steps over the agent's concurrency (0 to 1).",
         &per_agent(&|a| Some(a.load)),
     );
+    if let Ok(bus) = state.orchestrator.bus().stats().await {
+        family(
+            &mut out,
+            "sutazai_bus_messages_per_minute",
+            "gauge",
+            "Messages published in the last minute.",
+            &[(String::new(), bus.messages_per_minute as f64)],
+        );
+        family(
+            &mut out,
+            "sutazai_bus_messages_total",
+            "counter",
+            "Bus messages by outcome since start.",
+            &[
+                ("{outcome=\"published\"}".into(), bus.published as f64),
+                ("{outcome=\"delivered\"}".into(), bus.delivered as f64),
+                ("{outcome=\"acknowledged\"}".into(), bus.acknowledged as f64),
+                ("{outcome=\"retried\"}".into(), bus.retried as f64),
+                (
+                    "{outcome=\"dead_lettered\"}".into(),
+                    bus.dead_lettered as f64,
+                ),
+            ],
+        );
+        family(
+            &mut out,
+            "sutazai_bus_dead_letters",
+            "gauge",
+            "Messages in the dead-letter queue.",
+            &[(String::new(), bus.dead_letters as f64)],
+        );
+        let waiting: Vec<(String, f64)> = bus
+            .queues
+            .iter()
+            .map(|q| {
+                (
+                    format!("{{queue=\"{}\"}}", label(&q.queue)),
+                    q.waiting as f64,
+                )
+            })
+            .collect();
+        family(
+            &mut out,
+            "sutazai_bus_queue_waiting",
+            "gauge",
+            "Messages waiting per queue.",
+            &waiting,
+        );
+    }
     if let Some(monitor) = &state.monitor {
         if let Some(h) = monitor.host() {
             family(
