@@ -351,11 +351,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
                 &tx,
             );
         }
-        let firing = monitor
-            .alerts()
-            .iter()
-            .filter(|a| a.status == "firing")
-            .count();
+        let firing = monitor.firing_count();
         family(
             &mut out,
             "sutazai_alerts_firing",

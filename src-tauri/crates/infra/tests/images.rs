@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::docker;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -13,22 +15,6 @@ use std::time::{Duration, Instant};
 /// hit another test's containers, as the tests run in parallel.
 const LABEL: &str = "sutazai-test=images";
 const PUSH_LABEL: &str = "sutazai-test=images-push";
-
-fn docker(args: &[&str]) -> std::process::Output {
-    let out = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// Removes the container named `name` when dropped.
 struct Container(String);

@@ -297,6 +297,15 @@ impl Monitor {
         lock(&self.book).alerts.iter().rev().cloned().collect()
     }
 
+    /// How many alerts fire now (without copying the history).
+    pub fn firing_count(&self) -> usize {
+        lock(&self.book)
+            .alerts
+            .iter()
+            .filter(|r| r.status == "firing")
+            .count()
+    }
+
     /// Acknowledges alert `id`.
     pub fn acknowledge(&self, id: u64) -> Result<AlertRecord, AlertError> {
         let record = {
@@ -423,12 +432,14 @@ mod tests {
             "agent agent-x success rate is 50% (below 90%)"
         );
         assert_eq!(changes.recv().await.unwrap().status, "firing");
+        assert_eq!(monitor.firing_count(), 1);
         let acked = monitor.acknowledge(fired[0].id).unwrap();
         assert!(acked.acknowledged);
         assert_eq!(monitor.acknowledge(999), Err(AlertError::NotFound(999)));
         let resolved = monitor.evaluate(at(120), &low(0.99));
         assert_eq!(resolved[0].status, "resolved");
         assert_eq!(resolved[0].resolved_at, Some(at(120)));
+        assert_eq!(monitor.firing_count(), 0);
         assert_eq!(monitor.alerts().len(), 1);
         stop.cancel();
     }

@@ -61,7 +61,7 @@ pub fn require_docker() {
 }
 
 /// Runs `docker args…`, panicking with its output when it fails.
-fn docker(args: &[&str]) -> Output {
+pub fn docker(args: &[&str]) -> Output {
     let out = Command::new("docker")
         .args(args)
         .stdin(Stdio::null())
