@@ -12,6 +12,11 @@ use sutazai_tests::{
     wait_healthy, wait_task,
 };
 
+/// `GET url` as JSON.
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_host_samples_and_alert_routes() {
     let bin = headless_binary().expect("sutazai-headless");
@@ -32,12 +37,7 @@ async fn metrics_host_samples_and_alert_routes() {
     // The sampler's samples.
     let began = Instant::now();
     let host = loop {
-        let host: Value = reqwest::get(format!("{base}/monitoring/host"))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let host: Value = get_json(&client, format!("{base}/monitoring/host")).await;
         if host["history"].as_array().is_some_and(|h| h.len() >= 2) {
             break host;
         }
@@ -105,12 +105,7 @@ async fn metrics_host_samples_and_alert_routes() {
     );
 
     // Alert routes.
-    let alerts: Value = reqwest::get(format!("{base}/alerts"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alerts: Value = get_json(&client, format!("{base}/alerts")).await;
     let rules: Vec<&str> = alerts["rules"]
         .as_array()
         .unwrap()
@@ -160,6 +155,92 @@ async fn metrics_host_samples_and_alert_routes() {
     let (code, _) = cli(&["alerts", "ack", "99"]);
     assert_eq!(code, Some(1));
     println!("sutazai status:\n{}", cli(&["status"]).1);
+
+    // /status carries the monitor's part of the health.
+    let status: Value = get_json(&client, format!("{base}/status")).await;
+    assert_eq!(status["monitoring"]["enabled"], true, "{status}");
+    assert_eq!(status["monitoring"]["alerts_firing"], 0, "{status}");
+    assert!(status["system_health"].as_f64().unwrap() > 0.9, "{status}");
+
+    // The time series: the first 10-second bucket lands in the history file, with the
+    // host's, the agents' and the app's metrics.
+    let began = Instant::now();
+    let cpu = loop {
+        let cpu: Value = reqwest::get(format!(
+            "{base}/monitoring/series?metric=cpu_percent&subject=host&step=10"
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        if cpu["series"].as_array().is_some_and(|s| !s.is_empty()) {
+            break cpu;
+        }
+        assert!(began.elapsed() < Duration::from_secs(30), "{cpu}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(cpu["resolution"], 10, "{cpu}");
+    let point = &cpu["series"][0]["points"][0];
+    let (min, avg, max) = (
+        point["min"].as_f64().unwrap(),
+        point["avg"].as_f64().unwrap(),
+        point["max"].as_f64().unwrap(),
+    );
+    assert!(
+        (0.0..=100.0).contains(&avg) && min <= avg && avg <= max,
+        "{point}"
+    );
+    assert!(point["count"].as_u64().unwrap() >= 1, "{point}");
+    let catalogue: Value = get_json(&client, format!("{base}/monitoring/series/catalogue")).await;
+    let known = |metric: &str| {
+        catalogue
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["metric"] == metric)
+            .count()
+    };
+    assert_eq!(known("agent_health"), 38, "{catalogue}");
+    assert_eq!(known("tasks_active"), 1, "{catalogue}");
+    assert_eq!(known("memory_percent"), 1, "{catalogue}");
+    assert!(known("disk_used_percent") >= 1, "{catalogue}");
+    assert!(known("agent_success_rate") >= 1, "{catalogue}");
+    println!(
+        "history: {} series; cpu_percent point {point}",
+        catalogue.as_array().unwrap().len()
+    );
+    for (query, code) in [
+        ("metric=cpu_percent&step=5", "invalid_query"),
+        ("metric=cpu_percent&start=yesterday", "invalid_query"),
+        (
+            "metric=cpu_percent&start=2026-01-01T00:00:00Z&step=10",
+            "invalid_query",
+        ),
+        ("step=60", "invalid_query"),
+    ] {
+        let r = reqwest::get(format!("{base}/monitoring/series?{query}"))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{query}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], code, "{query}: {body}");
+        assert!(body["message"].is_string());
+    }
+
+    // The live view and the stored series through the command line.
+    let (code, text) = cli(&["metrics", "--watch", "--frames", "1"]);
+    assert_eq!(code, Some(0), "{text}");
+    for expected in ["CPU", "Memory", "Tasks   0 active", "Alerts  none firing"] {
+        assert!(text.contains(expected), "{expected:?} not in {text}");
+    }
+    let (code, text) = cli(&["metrics", "--series", "memory_percent", "--since", "5m"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("host") && text.contains("stored resolution 10 s"),
+        "{text}"
+    );
+    println!("sutazai metrics --series memory_percent --since 5m:\n{text}");
 }
 
 /// A local HTTP endpoint standing in for Slack's incoming webhook: records each JSON body.
@@ -236,32 +317,28 @@ async fn a_failing_agent_alerts_the_websocket_email_and_slack() {
     let data = tempfile::tempdir().unwrap();
     let port = free_port().unwrap();
     let base = format!("http://127.0.0.1:{port}");
-    let serve = headless_command(&bin, &llm.url, port, data.path())
-        .env(
-            "SUTAZAI_ALERT_SMTP_URL",
-            format!("smtp://127.0.0.1:{smtp_port}"),
-        )
-        .env("SUTAZAI_ALERT_EMAIL_FROM", "SutazAI <sutazai@localhost>")
-        .env("SUTAZAI_ALERT_EMAIL_TO", "ops@localhost")
-        .env("SUTAZAI_ALERT_SLACK_WEBHOOK", &hook)
-        .env("SUTAZAI_MAX_ATTEMPTS", "1")
-        .stdout(Stdio::null())
-        .arg("serve")
-        .spawn()
-        .expect("spawn serve");
-    let _procs = Kill(vec![serve, smtp]);
+    let llm_url = llm.url.clone();
+    let spawn_serve = || {
+        headless_command(&bin, &llm_url, port, data.path())
+            .env(
+                "SUTAZAI_ALERT_SMTP_URL",
+                format!("smtp://127.0.0.1:{smtp_port}"),
+            )
+            .env("SUTAZAI_ALERT_EMAIL_FROM", "SutazAI <sutazai@localhost>")
+            .env("SUTAZAI_ALERT_EMAIL_TO", "ops@localhost")
+            .env("SUTAZAI_ALERT_SLACK_WEBHOOK", &hook)
+            .env("SUTAZAI_MAX_ATTEMPTS", "1")
+            .stdout(Stdio::null())
+            .arg("serve")
+            .spawn()
+            .expect("spawn serve")
+    };
+    let mut procs = Kill(vec![spawn_serve(), smtp]);
     wait_healthy(&base).await.expect("serve up");
     let client = reqwest::Client::new();
 
     // The two rules under test fire after 1 s instead of a minute.
-    let alerts: Value = client
-        .get(format!("{base}/alerts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alerts: Value = get_json(&client, format!("{base}/alerts")).await;
     for id in ["agent_success_rate_low", "agent_error_rate_high"] {
         let mut rule = alerts["rules"]
             .as_array()
@@ -348,14 +425,7 @@ async fn a_failing_agent_alerts_the_websocket_email_and_slack() {
     }
     let began = Instant::now();
     loop {
-        let alerts: Value = client
-            .get(format!("{base}/alerts?status=firing"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let alerts: Value = get_json(&client, format!("{base}/alerts?status=firing")).await;
         let delivered = alerts["alerts"].as_array().unwrap().iter().all(|a| {
             let d = a["deliveries"].as_array().unwrap();
             d.len() == 2 && d.iter().all(|x| x["status"] == "delivered")
@@ -366,4 +436,51 @@ async fn a_failing_agent_alerts_the_websocket_email_and_slack() {
         assert!(began.elapsed() < Duration::from_secs(20), "{alerts}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // Alert history and rule edits outlive the process: `kill -9`, start again on the
+    // same data directory.
+    let before: Value = get_json(&client, format!("{base}/alerts")).await;
+    procs.0[0].kill().unwrap();
+    procs.0[0].wait().unwrap();
+    procs.0[0] = spawn_serve();
+    wait_healthy(&base).await.expect("serve up again");
+    let after: Value = get_json(&client, format!("{base}/alerts")).await;
+    let ids = |v: &Value| {
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["id"].as_u64().unwrap(),
+                    a["rule_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(!ids(&before).is_empty());
+    assert_eq!(ids(&after), ids(&before), "{after}");
+    for a in after["alerts"].as_array().unwrap() {
+        assert!(
+            a["deliveries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["change"] == "firing" && d["status"] == "delivered"),
+            "{a}"
+        );
+    }
+    for id in ["agent_success_rate_low", "agent_error_rate_high"] {
+        let rule = after["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap();
+        assert_eq!(rule["for_seconds"], 1, "the edit of {id} was kept: {rule}");
+    }
+    println!(
+        "after a restart: {} alerts kept, rule edits kept",
+        ids(&after).len()
+    );
 }

@@ -1,10 +1,12 @@
 //! System health: one computation shared by `/health`, `/status` and the WebSocket
 //! `system_status` event, so they never disagree.
 //!
-//! Health is a fraction from 0 to 1, the mean of three checks: the journal answers a
+//! Health is a fraction from 0 to 1, the mean of the checks: the journal answers a
 //! query; the default LLM endpoint answers and has the default model (half credit when it
-//! answers without the model); the share of agents that are healthy. The slow checks are
-//! cached for a few seconds so many clients do not hammer the LLM endpoint.
+//! answers without the model); the share of agents that are healthy; and, where the
+//! monitor runs, its alerts (full credit when none fires, half while only warnings fire
+//! or every critical one is acknowledged, none while a critical alert fires unheeded). The
+//! slow checks are cached for a few seconds so many clients do not hammer the LLM endpoint.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -50,6 +52,12 @@ pub struct Health {
     pub agents_healthy: usize,
     /// All agents.
     pub agents_total: usize,
+    /// Alerts firing now (`None` where the monitor does not run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts_firing: Option<usize>,
+    /// Critical alerts firing now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts_critical: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -118,7 +126,20 @@ pub(crate) async fn check(state: &AppState) -> Health {
         stats.agents_healthy as f64 / stats.agents_total as f64
     };
     let journal_score = if journal_ok { 1.0 } else { 0.0 };
-    let system_health = (journal_score + llm_score + agents_score) / 3.0;
+    let alerts = state.monitor.as_ref().map(|m| m.firing_summary());
+    let system_health = match alerts {
+        None => (journal_score + llm_score + agents_score) / 3.0,
+        Some((firing, _, unheeded)) => {
+            let alerts_score = if unheeded > 0 {
+                0.0
+            } else if firing > 0 {
+                0.5
+            } else {
+                1.0
+            };
+            (journal_score + llm_score + agents_score + alerts_score) / 4.0
+        }
+    };
     let status = if system_health >= 0.9 {
         "healthy"
     } else if system_health >= 0.5 {
@@ -133,5 +154,7 @@ pub(crate) async fn check(state: &AppState) -> Health {
         llm,
         agents_healthy: stats.agents_healthy,
         agents_total: stats.agents_total,
+        alerts_firing: alerts.map(|(firing, _, _)| firing),
+        alerts_critical: alerts.map(|(_, critical, _)| critical),
     }
 }

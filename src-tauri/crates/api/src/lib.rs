@@ -150,6 +150,11 @@ pub fn app(state: AppState) -> Router {
             axum::routing::put(monitoring::set_rule),
         )
         .route("/monitoring/host", get(monitoring::host))
+        .route("/monitoring/series", get(monitoring::series))
+        .route(
+            "/monitoring/series/catalogue",
+            get(monitoring::series_catalogue),
+        )
         .route("/metrics", get(monitoring::metrics))
         .route("/openapi.json", get(openapi::document))
         .route("/ws", get(ws::system))

@@ -1,5 +1,6 @@
-//! Monitoring routes: alerts (list, acknowledge), the host's latest and recent samples, and
-//! `GET /metrics` in the Prometheus text exposition format.
+//! Monitoring routes: alerts (list and history, acknowledge, rules), the host's latest and
+//! recent samples, stored time series by range and step, and `GET /metrics` in the
+//! Prometheus text exposition format.
 
 use std::fmt::Write as _;
 
@@ -9,7 +10,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sutazai_monitor::{AlertError, AlertRecord, HostSnapshot, Monitor, Rule};
+use sutazai_monitor::{
+    AlertError, AlertRecord, HostSnapshot, Monitor, Rule, SeriesAnswer, SeriesInfo, SeriesQuery,
+};
 use utoipa::IntoParams;
 
 use crate::AppState;
@@ -20,6 +23,9 @@ impl From<AlertError> for ApiError {
     fn from(e: AlertError) -> Self {
         let status = match e {
             AlertError::InvalidRule(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AlertError::InvalidQuery { .. } => StatusCode::BAD_REQUEST,
+            AlertError::NoHistory => StatusCode::SERVICE_UNAVAILABLE,
+            AlertError::History(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::NOT_FOUND,
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -41,9 +47,14 @@ fn monitor(state: &AppState) -> Result<&Monitor, ApiError> {
 pub(crate) struct AlertQuery {
     /// `firing` or `resolved`.
     status: Option<String>,
+    /// Only alerts with a smaller id (the next page: the last id of this one).
+    before: Option<u64>,
+    /// At most this many (1 to 1000; 1000 by default).
+    limit: Option<usize>,
 }
 
-/// `GET /alerts`: alerts newest first (firing and resolved), with the rules in use.
+/// `GET /alerts`: the stored alert history newest first (firing and resolved), with the
+/// rules in use.
 #[utoipa::path(get, path = "/alerts", params(AlertQuery),
     responses((status = 200, body = [AlertRecord]), (status = 400, body = crate::error::ErrorBody)))]
 pub(crate) async fn list_alerts(
@@ -61,11 +72,17 @@ pub(crate) async fn list_alerts(
             format!("status `{status}` is not one of firing, resolved"),
         ));
     }
+    let limit = query.limit.unwrap_or(1000);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit {limit} is not between 1 and 1000"),
+        ));
+    }
     let alerts: Vec<AlertRecord> = monitor
-        .alerts()
-        .into_iter()
-        .filter(|a| query.status.as_deref().is_none_or(|s| a.status == s))
-        .collect();
+        .alert_history(query.status.clone(), query.before, limit)
+        .await?;
     Ok(Json(json!({ "alerts": alerts, "rules": monitor.rules() })))
 }
 
@@ -116,6 +133,75 @@ pub(crate) async fn host(State(state): State<AppState>) -> Result<Json<Value>, A
         "latest": monitor.host().as_deref(),
         "history": history,
     })))
+}
+
+/// Parameters of `GET /monitoring/series`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct SeriesParams {
+    /// The metric (`cpu_percent`, `agent_success_rate`, …; see `/monitoring/series/catalogue`).
+    metric: String,
+    /// One subject (`host`, an agent id, a mount point, `gpu0`); every one when left out.
+    subject: Option<String>,
+    /// ISO 8601 (an hour before `end` by default).
+    start: Option<String>,
+    /// ISO 8601 (now by default).
+    end: Option<String>,
+    /// Seconds per point, at least 10 (by default the smallest of 10 s, 30 s, 1 min, 5 min,
+    /// 15 min, 1 h, 6 h, 1 day giving at most 500 points).
+    step: Option<i64>,
+}
+
+/// Steps chosen when none is given.
+const STEPS: [i64; 8] = [10, 30, 60, 300, 900, 3600, 21_600, 86_400];
+
+/// `GET /monitoring/series`: a stored metric over a range, one point per step (mean, min,
+/// max, samples) per subject.
+#[utoipa::path(get, path = "/monitoring/series", params(SeriesParams),
+    responses((status = 200, body = SeriesAnswer), (status = 400, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+pub(crate) async fn series(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<SeriesParams>,
+) -> Result<Json<SeriesAnswer>, ApiError> {
+    let monitor = monitor(&state)?;
+    if params.metric.is_empty() || params.metric.len() > 128 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "metric must be 1 to 128 characters",
+        ));
+    }
+    let end =
+        crate::routes::parse_date("end", params.end.as_deref())?.unwrap_or_else(chrono::Utc::now);
+    let start = crate::routes::parse_date("start", params.start.as_deref())?
+        .unwrap_or(end - chrono::TimeDelta::hours(1));
+    let span = (end - start).num_seconds();
+    let step = params.step.unwrap_or_else(|| {
+        STEPS
+            .iter()
+            .copied()
+            .find(|s| span / s <= 500)
+            .unwrap_or(STEPS[STEPS.len() - 1])
+    });
+    Ok(Json(
+        monitor
+            .series(SeriesQuery {
+                metric: params.metric,
+                subject: params.subject,
+                start,
+                end,
+                step,
+            })
+            .await?,
+    ))
+}
+
+/// `GET /monitoring/series/catalogue`: every stored series (metric, subject, latest bucket).
+#[utoipa::path(get, path = "/monitoring/series/catalogue",
+    responses((status = 200, body = [SeriesInfo]), (status = 503, body = crate::error::ErrorBody)))]
+pub(crate) async fn series_catalogue(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<SeriesInfo>>, ApiError> {
+    Ok(Json(monitor(&state)?.series_catalogue().await?))
 }
 
 /// Escapes a label value for the text format.

@@ -42,6 +42,8 @@ use crate::{infra, messages, monitoring, routes};
         monitoring::acknowledge_alert,
         monitoring::set_rule,
         monitoring::host,
+        monitoring::series,
+        monitoring::series_catalogue,
     ),
     components(schemas(
         crate::error::ErrorBody,
@@ -81,6 +83,12 @@ use crate::{infra, messages, monitoring, routes};
         sutazai_monitor::sampler::NetworkSample,
         sutazai_monitor::sampler::TemperatureSample,
         sutazai_monitor::sampler::ProcessSample,
+        sutazai_monitor::GpuSample,
+        sutazai_monitor::gpu::GpuProcessSample,
+        sutazai_monitor::SeriesAnswer,
+        sutazai_monitor::SeriesInfo,
+        sutazai_monitor::SeriesPoint,
+        sutazai_monitor::history::SeriesData,
     ))
 )]
 struct Document;

@@ -63,6 +63,21 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
                 "reason": "infrastructure management is off in this process",
             }),
         },
+        "monitoring": match &state.monitor {
+            Some(monitor) => {
+                let host = monitor.host();
+                json!({
+                    "enabled": true,
+                    "alerts_firing": health.alerts_firing,
+                    "alerts_critical": health.alerts_critical,
+                    "cpu_percent": host.as_ref().map(|h| h.cpu_percent),
+                    "memory_percent": host.as_ref().map(|h| h.memory_percent),
+                    "gpus": host.as_ref().map_or(0, |h| h.gpus.len()),
+                    "history": monitor.history().is_some(),
+                })
+            }
+            None => json!({"enabled": false}),
+        },
     }))
 }
 
@@ -343,7 +358,10 @@ pub(crate) struct AnalyticsQuery {
     end_date: Option<String>,
 }
 
-fn parse_date(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+pub(crate) fn parse_date(
+    field: &str,
+    value: Option<&str>,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
     let Some(value) = value.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -363,8 +381,20 @@ fn parse_date(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>,
         })
 }
 
-/// `GET /analytics/performance`.
-#[utoipa::path(get, path = "/analytics/performance", params(AnalyticsQuery), responses((status = 200, body = Analytics)))]
+/// `GET /analytics/performance`: from the journal, per agent and overall over the steps
+/// that finished in `[start_date, end_date)`, per coordination pattern over the tasks that
+/// ended in it, with nearest-rank p50/p95 response times and task durations, token totals
+/// and (when both dates are given) completed tasks per hour.
+#[utoipa::path(
+    get,
+    path = "/analytics/performance",
+    params(AnalyticsQuery),
+    responses(
+        (status = 200, body = Analytics),
+        (status = 400, description = "A date is not ISO 8601", body = crate::error::ErrorBody),
+        (status = 422, description = "start_date is after end_date", body = crate::error::ErrorBody),
+    )
+)]
 pub(crate) async fn analytics(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AnalyticsQuery>,

@@ -73,8 +73,36 @@ pub enum Command {
     /// List or acknowledge a running server's alerts.
     #[command(subcommand)]
     Alerts(AlertsCmd),
-    /// A running server's metrics in Prometheus' text format (`GET /metrics`).
-    Metrics,
+    /// A running server's metrics: Prometheus' text format (`GET /metrics`), a live view
+    /// (`--watch`), or a stored time series (`--series METRIC`).
+    Metrics(MetricsArgs),
+}
+
+/// `sutazai metrics ...`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetricsArgs {
+    /// A live view (host, GPUs, tasks, busiest agents, firing alerts) redrawn every
+    /// `--interval` until Ctrl-C.
+    #[arg(long, conflicts_with = "series")]
+    pub watch: bool,
+    /// Seconds between frames of the live view.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: u64,
+    /// Stop the live view after this many frames.
+    #[arg(long, requires = "watch")]
+    pub frames: Option<u64>,
+    /// A stored series (`cpu_percent`, `agent_success_rate`, `container_memory_bytes`, …).
+    #[arg(long, value_name = "METRIC")]
+    pub series: Option<String>,
+    /// The series' subject (`host`, an agent id, a mount point, `gpu0`); all by default.
+    #[arg(long, requires = "series")]
+    pub subject: Option<String>,
+    /// How far back (`90s`, `30m`, `6h`, `7d`).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration, requires = "series")]
+    pub since: std::time::Duration,
+    /// Seconds per point (chosen from the range by default).
+    #[arg(long, requires = "series")]
+    pub step: Option<u64>,
 }
 
 /// `sutazai alerts ...`.
@@ -85,6 +113,12 @@ pub enum AlertsCmd {
         /// Only `firing` or `resolved` ones.
         #[arg(long)]
         status: Option<String>,
+        /// At most this many (1 to 1000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Only alerts older than this id (the next page).
+        #[arg(long)]
+        before: Option<u64>,
     },
     /// Acknowledge an alert.
     Ack {
@@ -292,9 +326,23 @@ pub(crate) async fn run_client(
         Command::Agents(cmd) => run_agents(cmd, client, json_output).await,
         Command::Status => run_status(client, json_output).await,
         Command::Alerts(cmd) => run_alerts(cmd, client, json_output).await,
-        Command::Metrics => {
-            let text = client.get_text(&["metrics"]).await?;
-            output::emit(&text)?;
+        Command::Metrics(args) => {
+            if args.watch {
+                crate::live::watch(client, Duration::from_secs(args.interval), args.frames).await?;
+            } else if let Some(metric) = &args.series {
+                crate::live::series(
+                    client,
+                    metric,
+                    args.subject.clone(),
+                    args.since,
+                    args.step,
+                    json_output,
+                )
+                .await?;
+            } else {
+                let text = client.get_text(&["metrics"]).await?;
+                output::emit(&text)?;
+            }
             Ok(Outcome::Success)
         }
         Command::Serve
@@ -382,9 +430,20 @@ async fn run_alerts(
     json_output: bool,
 ) -> anyhow::Result<Outcome> {
     match cmd {
-        AlertsCmd::List { status } => {
+        AlertsCmd::List {
+            status,
+            limit,
+            before,
+        } => {
             let value = client
-                .get(&["alerts"], &[("status", status.clone())])
+                .get(
+                    &["alerts"],
+                    &[
+                        ("status", status.clone()),
+                        ("limit", limit.map(|l| l.to_string())),
+                        ("before", before.map(|b| b.to_string())),
+                    ],
+                )
                 .await?;
             if json_output {
                 print_json(&value)?;

@@ -15,6 +15,9 @@
 //!   auto-scaler) and `sutazai infra …`.
 //! - [`node`]: joining the message bus (in-process or Redis, key, limits, heartbeats) and
 //!   `sutazai worker`, which executes agent steps from a Redis bus.
+//! - [`observe`]: the monitor as `serve` runs it — its history file, alert channels and
+//!   the app's own observations (agents, tasks, bus, managed containers).
+//! - `live`: `sutazai metrics --watch` (the live terminal view) and `--series`.
 //! - [`output`]: tables and formatting for human-readable output.
 //!
 //! [`main_with`] is the entry point of both binaries: it builds one multi-thread tokio
@@ -25,8 +28,10 @@ pub mod cli;
 pub mod client;
 pub mod doctor;
 pub mod infra;
+mod live;
 pub mod models;
 pub mod node;
+pub mod observe;
 pub mod output;
 pub mod serve;
 pub mod settings;
@@ -108,7 +113,7 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
         | Command::Agents(_)
         | Command::Status
         | Command::Alerts(_)
-        | Command::Metrics => {
+        | Command::Metrics(_) => {
             init_tracing(&client_log_level());
             let base = match &cli.api {
                 Some(url) => url.clone(),

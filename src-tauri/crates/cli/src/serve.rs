@@ -292,25 +292,24 @@ async fn serve_bound(
     } else {
         tracing::warn!(reason = ?docker.reason, hint = ?docker.hint, "Docker unavailable: infrastructure routes answer 503 until it comes back");
     }
-    let monitor = sutazai_monitor::Monitor::start(
-        sutazai_monitor::MonitorConfig {
-            interval: std::time::Duration::from_secs(1),
-            ring: 3600,
-            rules: sutazai_monitor::default_rules(),
-            source: Some(agent_observations(orchestrator.clone())),
-        },
+    let monitor = match crate::observe::start_monitor(
+        &settings,
+        orchestrator.clone(),
+        Some(infra.clone()),
+        Vec::new(),
         infra_stop.clone(),
-    );
-    let channels = alert_channels(&settings);
-    if let Err(e) = channels.and_then(|c| {
-        sutazai_monitor::delivery::start(&monitor, &c, infra_stop.clone()).map_err(Into::into)
-    }) {
-        infra_stop.cancel();
-        orchestrator.shutdown().await;
-        bus.shutdown();
-        journal.close().await;
-        return Err(e).context("setting up alert delivery");
-    }
+    )
+    .await
+    {
+        Ok(monitor) => monitor,
+        Err(e) => {
+            infra_stop.cancel();
+            orchestrator.shutdown().await;
+            bus.shutdown();
+            journal.close().await;
+            return Err(e);
+        }
+    };
     let state = AppState::new(orchestrator.clone(), api_config(&settings))
         .with_infra(infra)
         .with_monitor(monitor);
@@ -340,71 +339,6 @@ async fn serve_bound(
     bus.shutdown();
     drop(lock);
     served.with_context(|| format!("serving the API on {addr}"))
-}
-
-/// Where alerts go besides `/ws` (`SUTAZAI_ALERT_*`).
-fn alert_channels(settings: &Settings) -> anyhow::Result<sutazai_monitor::Channels> {
-    let email = match &settings.alert_smtp_url {
-        None => None,
-        Some(url) => {
-            let Some(from) = settings.alert_email_from.clone() else {
-                bail!("SUTAZAI_ALERT_SMTP_URL is set but SUTAZAI_ALERT_EMAIL_FROM is not");
-            };
-            if settings.alert_email_to.is_empty() {
-                bail!("SUTAZAI_ALERT_SMTP_URL is set but SUTAZAI_ALERT_EMAIL_TO is not");
-            }
-            Some(sutazai_monitor::EmailChannel {
-                url: url.expose().to_owned(),
-                from,
-                to: settings.alert_email_to.clone(),
-            })
-        }
-    };
-    Ok(sutazai_monitor::Channels {
-        email,
-        slack_webhook: settings
-            .alert_slack_webhook
-            .as_ref()
-            .map(|s| s.expose().to_owned()),
-    })
-}
-
-/// The agents' figures the alert rules watch: health, success rate, error rate, response
-/// time (agents without steps yet report only health).
-fn agent_observations(orchestrator: Orchestrator) -> sutazai_monitor::ObservationSource {
-    use sutazai_core::AgentState;
-    use sutazai_monitor::Observation;
-    std::sync::Arc::new(move || {
-        let agents = orchestrator.agents();
-        Box::pin(async move {
-            let mut out = Vec::new();
-            for a in agents {
-                let mut add = |metric: &str, value: f64| {
-                    out.push(Observation {
-                        metric: metric.into(),
-                        subject: a.id.clone(),
-                        value,
-                    });
-                };
-                match a.status {
-                    AgentState::Healthy => add("agent_health", 1.0),
-                    AgentState::Degraded => add("agent_health", 0.0),
-                    _ => {}
-                }
-                let total = a.completed_steps + a.failed_steps;
-                if total > 0 {
-                    add("agent_error_rate", a.failed_steps as f64 / total as f64);
-                }
-                if let Some(rate) = a.success_rate {
-                    add("agent_success_rate", rate);
-                }
-                if let Some(seconds) = a.average_response_time {
-                    add("agent_response_time_seconds", seconds);
-                }
-            }
-            out
-        })
-    })
 }
 
 /// Loads the built-in and user agents, logging each rejected file (the others still load).

@@ -1,9 +1,13 @@
-//! Alert delivery beyond the WebSocket: email over SMTP (lettre) and Slack incoming
-//! webhooks. Each channel has its own queue and task, so a slow or broken channel delays
+//! Alert delivery beyond the WebSocket, through [`Notifier`]s: email over SMTP (lettre) and
+//! Slack incoming webhooks here, native desktop notifications in the desktop shell. Each
+//! notifier has its own queue and task, so a slow or broken channel delays
 //! nobody else; a failed delivery is logged and retried with backoff (1 s doubling to
-//! 60 s, up to [`ATTEMPTS`] tries), and its outcome is recorded on the alert (`deliveries`)
+//! 60 s, up to [`Notifier::attempts`] tries, [`ATTEMPTS`] by default), and its outcome is recorded on the alert (`deliveries`)
 //! so that nothing is lost silently.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use lettre::message::Mailbox;
@@ -71,15 +75,109 @@ fn body(record: &AlertRecord) -> String {
     )
 }
 
-type Sender = Box<dyn Fn(AlertRecord) -> futures_send::BoxFuture + Send + Sync>;
+/// The future a [`Notifier`] returns.
+pub type Delivering = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
-mod futures_send {
-    use std::future::Future;
-    use std::pin::Pin;
-    pub type BoxFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+/// Somewhere alert changes go besides `/ws`: email, Slack, the desktop's native
+/// notifications. Each notifier gets its own queue and task; a change it fails to deliver
+/// is retried with backoff (1 s doubling to 60 s) up to [`Notifier::attempts`] tries, and
+/// every outcome is recorded on the alert's `deliveries`.
+pub trait Notifier: Send + Sync + 'static {
+    /// Its name in `deliveries` and logs (`email`, `slack`, `desktop`).
+    fn name(&self) -> &'static str;
+
+    /// Delivers one change (the alert as it is now: `firing` or `resolved`).
+    fn deliver(&self, alert: AlertRecord) -> Delivering;
+
+    /// Tries per change before giving up.
+    fn attempts(&self) -> u32 {
+        ATTEMPTS
+    }
 }
 
-fn email_sender(channel: &EmailChannel) -> Result<Sender, ChannelError> {
+/// Email over SMTP.
+struct EmailNotifier {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+}
+
+impl Notifier for EmailNotifier {
+    fn name(&self) -> &'static str {
+        "email"
+    }
+
+    fn deliver(&self, record: AlertRecord) -> Delivering {
+        let transport = self.transport.clone();
+        let from = self.from.clone();
+        let to = self.to.clone();
+        Box::pin(async move {
+            let mut builder = Message::builder().from(from).subject(subject(&record));
+            for r in to {
+                builder = builder.to(r);
+            }
+            let message = builder.body(body(&record)).map_err(|e| e.to_string())?;
+            transport
+                .send(message)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// A Slack incoming webhook.
+struct SlackNotifier {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl Notifier for SlackNotifier {
+    fn name(&self) -> &'static str {
+        "slack"
+    }
+
+    fn deliver(&self, record: AlertRecord) -> Delivering {
+        let client = self.client.clone();
+        let url = self.url.clone();
+        Box::pin(async move {
+            let text = format!("*{}*\n{}", subject(&record), body(&record));
+            let response = client
+                .post(&url)
+                .json(&serde_json::json!({ "text": text }))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if response.status().is_success() {
+                Ok(())
+            } else {
+                Err(format!("the webhook answered {}", response.status()))
+            }
+        })
+    }
+}
+
+impl Channels {
+    /// The configured channels as notifiers (checking the email settings).
+    pub fn notifiers(&self) -> Result<Vec<Arc<dyn Notifier>>, ChannelError> {
+        let mut out: Vec<Arc<dyn Notifier>> = Vec::new();
+        if let Some(email) = &self.email {
+            out.push(Arc::new(email_notifier(email)?));
+        }
+        if let Some(url) = &self.slack_webhook {
+            out.push(Arc::new(SlackNotifier {
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(20))
+                    .build()
+                    .unwrap_or_default(),
+                url: url.clone(),
+            }));
+        }
+        Ok(out)
+    }
+}
+
+fn email_notifier(channel: &EmailChannel) -> Result<EmailNotifier, ChannelError> {
     let transport: AsyncSmtpTransport<Tokio1Executor> =
         AsyncSmtpTransport::<Tokio1Executor>::from_url(&channel.url)
             .map_err(|e| ChannelError::Email(format!("SMTP URL: {e}")))?
@@ -100,56 +198,17 @@ fn email_sender(channel: &EmailChannel) -> Result<Sender, ChannelError> {
     if to.is_empty() {
         return Err(ChannelError::Email("no recipient".into()));
     }
-    Ok(Box::new(move |record: AlertRecord| {
-        let transport = transport.clone();
-        let from = from.clone();
-        let to = to.clone();
-        Box::pin(async move {
-            let mut builder = Message::builder().from(from).subject(subject(&record));
-            for r in to {
-                builder = builder.to(r);
-            }
-            let message = builder.body(body(&record)).map_err(|e| e.to_string())?;
-            transport
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
-        })
-    }))
-}
-
-fn slack_sender(url: &str) -> Sender {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap_or_default();
-    let url = url.to_owned();
-    Box::new(move |record: AlertRecord| {
-        let client = client.clone();
-        let url = url.clone();
-        Box::pin(async move {
-            let text = format!("*{}*\n{}", subject(&record), body(&record));
-            let response = client
-                .post(&url)
-                .json(&serde_json::json!({ "text": text }))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(format!("the webhook answered {}", response.status()))
-            }
-        })
+    Ok(EmailNotifier {
+        transport,
+        from,
+        to,
     })
 }
 
 /// One channel's queue: every alert change in order, each retried until delivered or out
 /// of attempts.
 async fn run_channel(
-    name: &'static str,
-    send: Sender,
+    notifier: Arc<dyn Notifier>,
     mut queue: mpsc::UnboundedReceiver<AlertRecord>,
     monitor: Monitor,
     shutdown: CancellationToken,
@@ -159,16 +218,18 @@ async fn run_channel(
             () = shutdown.cancelled() => return,
             r = queue.recv() => match r { Some(r) => r, None => return },
         };
+        let name = notifier.name();
+        let attempts = notifier.attempts().max(1);
         let mut pause = Duration::from_secs(1);
         let mut attempt = 1;
         loop {
-            match send(record.clone()).await {
+            match notifier.deliver(record.clone()).await {
                 Ok(()) => {
                     tracing::info!(channel = name, alert = record.id, status = %record.status, "alert delivered");
                     monitor.record_delivery(record.id, name, "delivered", attempt, None);
                     break;
                 }
-                Err(error) if attempt >= ATTEMPTS => {
+                Err(error) if attempt >= attempts => {
                     tracing::error!(channel = name, alert = record.id, attempts = attempt, %error, "alert could not be delivered; giving up");
                     monitor.record_delivery(record.id, name, "failed", attempt, Some(error));
                     break;
@@ -188,32 +249,16 @@ async fn run_channel(
     }
 }
 
-/// Starts delivering `monitor`'s alert changes (fired and resolved) to `channels`.
-pub fn start(
-    monitor: &Monitor,
-    channels: &Channels,
-    shutdown: CancellationToken,
-) -> Result<(), ChannelError> {
+/// Starts delivering `monitor`'s alert changes (fired and resolved) to `notifiers`.
+pub fn start(monitor: &Monitor, notifiers: Vec<Arc<dyn Notifier>>, shutdown: CancellationToken) {
     let mut queues: Vec<mpsc::UnboundedSender<AlertRecord>> = Vec::new();
-    let mut spawn = |name: &'static str, send: Sender| {
+    for notifier in notifiers {
         let (tx, rx) = mpsc::unbounded_channel();
         queues.push(tx);
-        tokio::spawn(run_channel(
-            name,
-            send,
-            rx,
-            monitor.clone(),
-            shutdown.clone(),
-        ));
-    };
-    if let Some(email) = &channels.email {
-        spawn("email", email_sender(email)?);
-    }
-    if let Some(url) = &channels.slack_webhook {
-        spawn("slack", slack_sender(url));
+        tokio::spawn(run_channel(notifier, rx, monitor.clone(), shutdown.clone()));
     }
     if queues.is_empty() {
-        return Ok(());
+        return;
     }
     let mut changes = monitor.subscribe();
     tokio::spawn(async move {
@@ -240,5 +285,4 @@ pub fn start(
             }
         }
     });
-    Ok(())
 }

@@ -1,7 +1,10 @@
 //! The monitor: the sampler, the rule evaluator fed by every sample (host metrics, and the
 //! app's own — agents — through an [`ObservationSource`]), and the alerts that come of it:
 //! the ones firing now, a bounded history, acknowledgement, and a broadcast of every change
-//! for `/ws` and the desktop's notifications.
+//! for `/ws` and the desktop's notifications. With a [`History`], every observation also
+//! goes into the time series (10-second buckets and their roll-ups), and alerts and rule
+//! edits are stored, so they outlive a restart: alerts firing when the app stopped are
+//! taken up again and resolve when their condition clears.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -15,6 +18,9 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
 
+use crate::history::{
+    Accumulator, History, HistoryError, SeriesAnswer, SeriesInfo, SeriesQuery, load_alerts,
+};
 use crate::rules::{AlertChange, Evaluator, Observation, Rule, Severity};
 use crate::sampler::{HostSnapshot, Sampler};
 
@@ -36,6 +42,8 @@ pub struct MonitorConfig {
     pub rules: Vec<Rule>,
     /// The app's own observations.
     pub source: Option<ObservationSource>,
+    /// Where time series, alerts and rule edits are stored (none: memory only).
+    pub history: Option<History>,
 }
 
 impl std::fmt::Debug for MonitorConfig {
@@ -103,6 +111,31 @@ pub enum AlertError {
     /// A rule's values are out of range.
     #[error("{0}")]
     InvalidRule(String),
+    /// Time series need the history, which this monitor runs without.
+    #[error(
+        "this monitor keeps no history (time series are stored by `sutazai serve` and the desktop app)"
+    )]
+    NoHistory,
+    /// A history query's parameter is out of range.
+    #[error("{field}: {message}")]
+    InvalidQuery {
+        /// The parameter.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The history could not be read.
+    #[error("{0}")]
+    History(String),
+}
+
+impl From<HistoryError> for AlertError {
+    fn from(e: HistoryError) -> Self {
+        match e {
+            HistoryError::Invalid { field, message } => AlertError::InvalidQuery { field, message },
+            other => AlertError::History(other.to_string()),
+        }
+    }
 }
 
 impl AlertError {
@@ -112,6 +145,9 @@ impl AlertError {
             AlertError::NotFound(_) => "alert_not_found",
             AlertError::UnknownRule(_) => "unknown_rule",
             AlertError::InvalidRule(_) => "invalid_rule",
+            AlertError::NoHistory => "monitoring_history_off",
+            AlertError::InvalidQuery { .. } => "invalid_query",
+            AlertError::History(_) => "monitoring_history_error",
         }
     }
 }
@@ -130,6 +166,7 @@ pub struct Monitor {
     sampler: Sampler,
     book: Arc<Mutex<Book>>,
     changes: broadcast::Sender<AlertRecord>,
+    history: Option<History>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -143,25 +180,56 @@ fn lock(book: &Mutex<Book>) -> MutexGuard<'_, Book> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// The host's observations in a snapshot.
+/// The host's observations in a snapshot: what the hardware rules watch and what the
+/// time series keep.
 pub fn host_observations(s: &HostSnapshot) -> Vec<Observation> {
+    let host = |metric: &str, value: f64| Observation {
+        metric: metric.into(),
+        subject: "host".into(),
+        value,
+    };
+    let swap_percent = if s.swap_total_bytes > 0 {
+        s.swap_used_bytes as f64 / s.swap_total_bytes as f64 * 100.0
+    } else {
+        0.0
+    };
+    let (rx, tx) = s
+        .networks
+        .iter()
+        .filter(|n| n.interface != "lo")
+        .fold((0.0, 0.0), |(rx, tx), n| {
+            (rx + n.rx_bytes_per_second, tx + n.tx_bytes_per_second)
+        });
     let mut out = vec![
-        Observation {
-            metric: "cpu_percent".into(),
-            subject: "host".into(),
-            value: s.cpu_percent,
-        },
-        Observation {
-            metric: "memory_percent".into(),
-            subject: "host".into(),
-            value: s.memory_percent,
-        },
+        host("cpu_percent", s.cpu_percent),
+        host("memory_percent", s.memory_percent),
+        host("memory_used_bytes", s.memory_used_bytes as f64),
+        host("swap_percent", swap_percent),
+        host("load_average_1m", s.load_average[0]),
+        host("network_rx_bytes_per_second", rx),
+        host("network_tx_bytes_per_second", tx),
     ];
+    if let Some(hottest) = s.temperatures.iter().map(|t| t.celsius).reduce(f64::max) {
+        out.push(host("temperature_celsius", hottest));
+    }
     out.extend(s.disks.iter().map(|d| Observation {
         metric: "disk_used_percent".into(),
         subject: d.mount.clone(),
         value: d.used_percent,
     }));
+    for g in &s.gpus {
+        let gpu = |metric: &str, value: f64| Observation {
+            metric: metric.into(),
+            subject: g.subject(),
+            value,
+        };
+        out.push(gpu("gpu_utilization_percent", g.utilization_percent));
+        out.push(gpu("gpu_memory_percent", g.memory_percent));
+        out.push(gpu("gpu_memory_used_bytes", g.memory_used_bytes as f64));
+        if let Some(t) = g.temperature_celsius {
+            out.push(gpu("gpu_temperature_celsius", t));
+        }
+    }
     out
 }
 
@@ -195,22 +263,50 @@ fn message(rule: &str, subject: &str, value: f64) -> String {
 }
 
 impl Monitor {
-    /// Starts the sampler and the evaluation task.
-    pub fn start(config: MonitorConfig, shutdown: CancellationToken) -> Monitor {
+    /// Starts the sampler and the evaluation task. With a history, the rules people
+    /// edited replace the defaults of the same id, and the stored alerts are taken up.
+    pub async fn start(
+        config: MonitorConfig,
+        shutdown: CancellationToken,
+    ) -> Result<Monitor, AlertError> {
+        let mut rules = config.rules.clone();
+        let mut book = Book::default();
+        if let Some(history) = &config.history {
+            for stored in history.rules().await? {
+                match rules.iter_mut().find(|r| r.id == stored.id) {
+                    Some(rule) if rule.metric == stored.metric => *rule = stored,
+                    _ => {
+                        tracing::warn!(rule = %stored.id, "stored alert rule no longer applies; ignored")
+                    }
+                }
+            }
+            let path = history.path().to_owned();
+            let (max_id, alerts) = tokio::task::spawn_blocking(move || load_alerts(&path, HISTORY))
+                .await
+                .map_err(|e| AlertError::History(e.to_string()))??;
+            book.next_id = max_id;
+            book.evaluator = Evaluator::new(rules);
+            for a in alerts.iter().filter(|a| a.status == "firing") {
+                book.evaluator
+                    .restore(&a.rule_id, &a.subject, a.fired_at, a.acknowledged);
+            }
+            book.alerts = alerts.into();
+        } else {
+            book.evaluator = Evaluator::new(rules);
+        }
         let sampler = Sampler::start(config.interval, config.ring, shutdown.clone());
         let (changes, _) = broadcast::channel(256);
         let monitor = Monitor {
             sampler,
-            book: Arc::new(Mutex::new(Book {
-                evaluator: Evaluator::new(config.rules.clone()),
-                ..Book::default()
-            })),
+            book: Arc::new(Mutex::new(book)),
             changes,
+            history: config.history.clone(),
         };
         let task = monitor.clone();
         let source = config.source.clone();
         tokio::spawn(async move {
             let mut snapshots = task.sampler.watch();
+            let mut buckets = Accumulator::default();
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => return,
@@ -223,10 +319,16 @@ impl Monitor {
                 if let Some(source) = &source {
                     observations.extend(source().await);
                 }
-                task.evaluate(Utc::now(), &observations);
+                let now = Utc::now();
+                task.evaluate(now, &observations);
+                if let Some(history) = &task.history
+                    && let Some(closed) = buckets.add(now.timestamp(), &observations)
+                {
+                    history.record(closed);
+                }
             }
         });
-        monitor
+        Ok(monitor)
     }
 
     /// Evaluates `observations` taken at `now` and records what changed.
@@ -287,9 +389,16 @@ impl Monitor {
             }
         }
         for record in &out {
+            self.stored(record);
             let _ = self.changes.send(record.clone());
         }
         out
+    }
+
+    fn stored(&self, record: &AlertRecord) {
+        if let Some(history) = &self.history {
+            history.save_alert(record);
+        }
     }
 
     /// Every alert kept, newest first.
@@ -306,6 +415,20 @@ impl Monitor {
             .count()
     }
 
+    /// Alerts firing now: (all, critical, critical and not acknowledged).
+    pub fn firing_summary(&self) -> (usize, usize, usize) {
+        let book = lock(&self.book);
+        let firing = book.alerts.iter().filter(|r| r.status == "firing");
+        firing.fold((0, 0, 0), |(all, critical, open), r| {
+            let is_critical = r.severity == Severity::Critical;
+            (
+                all + 1,
+                critical + usize::from(is_critical),
+                open + usize::from(is_critical && !r.acknowledged),
+            )
+        })
+    }
+
     /// Acknowledges alert `id`.
     pub fn acknowledge(&self, id: u64) -> Result<AlertRecord, AlertError> {
         let record = {
@@ -320,6 +443,7 @@ impl Monitor {
             }
             record
         };
+        self.stored(&record);
         let _ = self.changes.send(record.clone());
         Ok(record)
     }
@@ -333,8 +457,11 @@ impl Monitor {
         attempts: u32,
         error: Option<String>,
     ) {
-        let mut book = lock(&self.book);
-        if let Some(record) = book.alerts.iter_mut().find(|r| r.id == id) {
+        let updated = {
+            let mut book = lock(&self.book);
+            let Some(record) = book.alerts.iter_mut().find(|r| r.id == id) else {
+                return;
+            };
             let change = record.status.clone();
             record
                 .deliveries
@@ -346,7 +473,9 @@ impl Monitor {
                 attempts,
                 error,
             });
-        }
+            record.clone()
+        };
+        self.stored(&updated);
     }
 
     /// Replaces a rule (matched by id; unknown ids are refused) after checking it.
@@ -370,8 +499,67 @@ impl Monitor {
                 rule.id, existing.metric
             )));
         }
-        book.evaluator.set_rule(rule.clone());
+        let ended = book.evaluator.set_rule(rule.clone());
+        let now = Utc::now();
+        let mut closed = Vec::new();
+        for subject in ended {
+            if let Some(record) = book
+                .alerts
+                .iter_mut()
+                .rev()
+                .find(|r| r.rule_id == rule.id && r.subject == subject && r.status == "firing")
+            {
+                record.status = "resolved".into();
+                record.resolved_at = Some(now);
+                closed.push(record.clone());
+            }
+        }
+        drop(book);
+        if let Some(history) = &self.history {
+            history.save_rule(&rule);
+        }
+        for record in &closed {
+            self.stored(record);
+            let _ = self.changes.send(record.clone());
+        }
         Ok(rule)
+    }
+
+    /// Stored alerts, newest first: with `status` (any when `None`), ids below `before`, at
+    /// most `limit`. Without a history, the ones kept in memory.
+    pub async fn alert_history(
+        &self,
+        status: Option<String>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AlertRecord>, AlertError> {
+        match &self.history {
+            Some(history) => Ok(history.alerts(status, before, limit).await?),
+            None => Ok(self
+                .alerts()
+                .into_iter()
+                .filter(|a| status.as_deref().is_none_or(|s| a.status == s))
+                .filter(|a| before.is_none_or(|b| a.id < b))
+                .take(limit)
+                .collect()),
+        }
+    }
+
+    /// Points of a metric over a range, by step.
+    pub async fn series(&self, query: SeriesQuery) -> Result<SeriesAnswer, AlertError> {
+        let history = self.history.as_ref().ok_or(AlertError::NoHistory)?;
+        Ok(history.query(query, Utc::now()).await?)
+    }
+
+    /// Every series stored.
+    pub async fn series_catalogue(&self) -> Result<Vec<SeriesInfo>, AlertError> {
+        let history = self.history.as_ref().ok_or(AlertError::NoHistory)?;
+        Ok(history.catalogue().await?)
+    }
+
+    /// The history, if kept.
+    pub fn history(&self) -> Option<&History> {
+        self.history.as_ref()
     }
 
     /// Every alert change (fired, resolved, acknowledged).
@@ -413,9 +601,12 @@ mod tests {
                 ring: 4,
                 rules: default_rules(),
                 source: None,
+                history: None,
             },
             stop.clone(),
-        );
+        )
+        .await
+        .unwrap();
         let mut changes = monitor.subscribe();
         let low = |v: f64| {
             vec![Observation {
@@ -441,6 +632,95 @@ mod tests {
         assert_eq!(resolved[0].resolved_at, Some(at(120)));
         assert_eq!(monitor.firing_count(), 0);
         assert_eq!(monitor.alerts().len(), 1);
+        stop.cancel();
+    }
+
+    /// Alerts, acknowledgements and rule edits outlive a restart: an alert firing when the
+    /// monitor stopped is taken up (no second alert while its condition holds) and
+    /// resolves, with the same id, when the condition clears.
+    #[tokio::test]
+    async fn alerts_and_rule_edits_are_stored_and_taken_up_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("monitoring.db");
+        let start = |stop: CancellationToken| {
+            let path = path.clone();
+            async move {
+                let history =
+                    History::open(&path, Duration::from_secs(86_400), stop.clone()).unwrap();
+                Monitor::start(
+                    MonitorConfig {
+                        interval: Duration::from_secs(3600),
+                        ring: 4,
+                        rules: default_rules(),
+                        source: None,
+                        history: Some(history),
+                    },
+                    stop,
+                )
+                .await
+                .unwrap()
+            }
+        };
+        let errors = |v: f64| {
+            vec![Observation {
+                metric: "agent_error_rate".into(),
+                subject: "agent-y".into(),
+                value: v,
+            }]
+        };
+        let stop = CancellationToken::new();
+        let first = start(stop.clone()).await;
+        let mut rule = first
+            .rules()
+            .into_iter()
+            .find(|r| r.id == "agent_error_rate_high")
+            .unwrap();
+        rule.threshold = 0.2;
+        rule.for_seconds = 0;
+        first.set_rule(rule.clone()).unwrap();
+        let fired = first.evaluate(at(0), &errors(0.5));
+        assert_eq!(fired.len(), 1);
+        first.acknowledge(fired[0].id).unwrap();
+        first.history().unwrap().flush().await.unwrap();
+        stop.cancel();
+
+        let stop = CancellationToken::new();
+        let second = start(stop.clone()).await;
+        let kept = second
+            .rules()
+            .into_iter()
+            .find(|r| r.id == "agent_error_rate_high")
+            .unwrap();
+        assert_eq!(kept, rule, "the edited rule is back");
+        let alerts = second.alerts();
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].status, "firing");
+        assert!(alerts[0].acknowledged);
+        assert!(
+            second.evaluate(at(30), &errors(0.5)).is_empty(),
+            "no duplicate"
+        );
+        let resolved = second.evaluate(at(60), &errors(0.1));
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(
+            (resolved[0].id, resolved[0].status.as_str()),
+            (fired[0].id, "resolved")
+        );
+        // New alerts continue the numbering.
+        let again = second.evaluate(at(5000), &errors(0.9));
+        assert_eq!(again[0].id, fired[0].id + 1);
+        second.history().unwrap().flush().await.unwrap();
+        let stored = second
+            .alert_history(Some("resolved".into()), None, 10)
+            .await
+            .unwrap();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].resolved_at, Some(at(60)));
+        let all = second.alert_history(None, None, 10).await.unwrap();
+        assert_eq!(
+            all.iter().map(|a| a.id).collect::<Vec<_>>(),
+            [again[0].id, fired[0].id]
+        );
         stop.cancel();
     }
 }

@@ -8,7 +8,9 @@
 //! alert is **resolved**. After firing, the same rule and subject fire again only once
 //! `cooldown_seconds` have passed since the last firing, however often the condition
 //! flaps. A firing alert can be **acknowledged**; that is recorded and does not silence
-//! its resolution.
+//! its resolution. A subject that stops reporting the metric (an agent with no steps in
+//! the recent window, an agent stopped, a disk unmounted, a GPU gone) counts as clear: its
+//! alert resolves rather than firing forever.
 
 use std::collections::HashMap;
 
@@ -176,7 +178,7 @@ pub enum AlertChange {
         /// When.
         at: DateTime<Utc>,
     },
-    /// The condition cleared.
+    /// The condition cleared (or the subject stopped reporting: `value` is NaN).
     Resolved {
         /// The rule.
         rule_id: String,
@@ -201,6 +203,31 @@ struct State {
     last_fired: Option<DateTime<Utc>>,
 }
 
+impl State {
+    /// The condition does not hold (at `value`, NaN when not reported): the duration starts
+    /// over, and a firing alert resolves.
+    fn clear(
+        &mut self,
+        rule: &Rule,
+        subject: &str,
+        value: f64,
+        now: DateTime<Utc>,
+    ) -> Option<AlertChange> {
+        self.since = None;
+        if !self.firing {
+            return None;
+        }
+        self.firing = false;
+        self.acknowledged = false;
+        Some(AlertChange::Resolved {
+            rule_id: rule.id.clone(),
+            subject: subject.to_owned(),
+            value,
+            at: now,
+        })
+    }
+}
+
 /// Evaluates rules over observations, remembering each rule × subject's state.
 #[derive(Debug, Clone, Default)]
 pub struct Evaluator {
@@ -222,13 +249,24 @@ impl Evaluator {
         &self.rules
     }
 
-    /// Replaces a rule (same id) or adds it; its state starts over.
-    pub fn set_rule(&mut self, rule: Rule) {
-        self.states.retain(|(id, _), _| *id != rule.id);
+    /// Replaces a rule (same id) or adds it; its state starts over. Returns the subjects
+    /// whose alerts of that rule were firing (they are over: the rule they obeyed changed).
+    pub fn set_rule(&mut self, rule: Rule) -> Vec<String> {
+        let mut ended = Vec::new();
+        self.states.retain(|(id, subject), state| {
+            if *id != rule.id {
+                return true;
+            }
+            if state.firing {
+                ended.push(subject.clone());
+            }
+            false
+        });
         match self.rules.iter_mut().find(|r| r.id == rule.id) {
             Some(existing) => *existing = rule,
             None => self.rules.push(rule),
         }
+        ended
     }
 
     /// Feeds the observations taken at `now`; returns what fired and what resolved.
@@ -243,17 +281,7 @@ impl Evaluator {
                 let key = (rule.id.clone(), o.subject.clone());
                 let state = self.states.entry(key).or_default();
                 if !rule.holds(o.value) {
-                    state.since = None;
-                    if state.firing {
-                        state.firing = false;
-                        state.acknowledged = false;
-                        changes.push(AlertChange::Resolved {
-                            rule_id: rule.id.clone(),
-                            subject: o.subject.clone(),
-                            value: o.value,
-                            at: now,
-                        });
-                    }
+                    changes.extend(state.clear(rule, &o.subject, o.value, now));
                     continue;
                 }
                 let since = *state.since.get_or_insert(now);
@@ -277,6 +305,19 @@ impl Evaluator {
                 }
             }
         }
+        // Subjects that no longer report a rule's metric are clear.
+        let reported: std::collections::HashSet<(&str, &str)> = observations
+            .iter()
+            .map(|o| (o.metric.as_str(), o.subject.as_str()))
+            .collect();
+        for rule in self.rules.iter().filter(|r| r.enabled) {
+            for ((id, subject), state) in self.states.iter_mut() {
+                if *id != rule.id || reported.contains(&(rule.metric.as_str(), subject.as_str())) {
+                    continue;
+                }
+                changes.extend(state.clear(rule, subject, f64::NAN, now));
+            }
+        }
         changes
     }
 
@@ -292,6 +333,26 @@ impl Evaluator {
             }
             _ => false,
         }
+    }
+
+    /// Takes up an alert that was firing when the app last stopped: it stays firing (no
+    /// second alert while the condition holds) and resolves when the condition clears.
+    pub fn restore(
+        &mut self,
+        rule_id: &str,
+        subject: &str,
+        fired_at: DateTime<Utc>,
+        acknowledged: bool,
+    ) {
+        self.states.insert(
+            (rule_id.to_owned(), subject.to_owned()),
+            State {
+                since: Some(fired_at),
+                firing: true,
+                acknowledged,
+                last_fired: Some(fired_at),
+            },
+        );
     }
 
     /// Whether the alert of `rule_id` for `subject` fires now (and whether acknowledged).
@@ -429,5 +490,28 @@ mod tests {
             later.extend(e.observe(at(s), &obs(0.1, 0.1)));
         }
         assert!(later.is_empty(), "{later:?}");
+    }
+
+    /// A subject that stops reporting (no steps in the window, agent stopped) resolves,
+    /// and must hold the condition for the whole duration again before it fires anew.
+    #[test]
+    fn a_subject_that_stops_reporting_resolves() {
+        let mut e = Evaluator::new(default_rules());
+        let low = vec![Observation {
+            metric: "agent_success_rate".into(),
+            subject: "agent-a".into(),
+            value: 0.5,
+        }];
+        assert!(e.observe(at(0), &low).is_empty());
+        assert_eq!(fired(&e.observe(at(60), &low)), 1);
+        let gone = e.observe(at(61), &[]);
+        assert!(
+            matches!(&gone[..], [AlertChange::Resolved { subject, value, .. }] if subject == "agent-a" && value.is_nan()),
+            "{gone:?}"
+        );
+        assert_eq!(e.firing("agent_success_rate_low", "agent-a"), None);
+        // Reporting again starts the duration over (and the cooldown still applies).
+        assert!(e.observe(at(1000), &low).is_empty());
+        assert_eq!(fired(&e.observe(at(1060), &low)), 1);
     }
 }

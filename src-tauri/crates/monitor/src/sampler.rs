@@ -3,8 +3,8 @@
 //!
 //! Each sample is a [`HostSnapshot`]: CPU (total and per core), load averages, memory and
 //! swap, disks (space per mount), network rates (bytes per second per interface since the
-//! previous sample), temperatures where the platform reports them, and the top processes
-//! by CPU. The latest is published on a `watch` channel; the last `capacity` are kept in a
+//! previous sample), temperatures where the platform reports them, the top processes
+//! by CPU, and NVIDIA GPUs through NVML where present ([`crate::gpu`]). The latest is published on a `watch` channel; the last `capacity` are kept in a
 //! ring for live graphs. The thread ends with the shutdown token.
 
 use std::collections::VecDeque;
@@ -20,6 +20,8 @@ use sysinfo::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use utoipa::ToSchema;
+
+use crate::gpu::{GpuProbe, GpuSample};
 
 /// Processes listed in a snapshot.
 const TOP_PROCESSES: usize = 5;
@@ -99,6 +101,9 @@ pub struct HostSnapshot {
     pub temperatures: Vec<TemperatureSample>,
     /// The processes using the most CPU.
     pub top_processes: Vec<ProcessSample>,
+    /// NVIDIA GPUs (empty without NVML).
+    #[serde(default)]
+    pub gpus: Vec<GpuSample>,
 }
 
 /// The sysinfo state one sampler owns.
@@ -108,6 +113,7 @@ pub struct Probe {
     disks: Disks,
     networks: Networks,
     components: Components,
+    gpu: GpuProbe,
     last: Instant,
 }
 
@@ -132,6 +138,7 @@ impl Probe {
             disks: Disks::new_with_refreshed_list(),
             networks: Networks::new_with_refreshed_list(),
             components: Components::new_with_refreshed_list(),
+            gpu: GpuProbe::new(),
             last: Instant::now(),
         }
     }
@@ -210,6 +217,7 @@ impl Probe {
                 })
                 .collect(),
             top_processes: top,
+            gpus: self.gpu.sample(),
         }
     }
 }

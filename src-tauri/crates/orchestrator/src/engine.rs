@@ -1,6 +1,6 @@
 //! The orchestrator facade and task lifecycle: submission, the dispatcher that feeds the
 //! priority queue into `MAX_CONCURRENT_TASKS` slots, approvals, cancellation, restart
-//! recovery, agent control and statistics.
+//! recovery, agent control, statistics and analytics.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,7 +27,7 @@ use crate::error::{OrchestratorError, TaskFailure};
 use crate::event::Event;
 use crate::executor::{Executor, ServedAgent};
 use crate::queue::RunQueue;
-use crate::roster::{Roster, TrackRecord};
+use crate::roster::{RecentPerformance, Roster, TrackRecord};
 
 /// Which provider and model an agent uses, overriding its registry entry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -188,6 +188,10 @@ pub struct AgentInfo {
     pub average_response_time: Option<f64>,
     /// Where it is defined: `builtin` or the user file's path.
     pub source: String,
+    /// The same figures over the recent steps only (the last five minutes, at most the
+    /// last 1,000 steps) — what alerting should judge; the fields above are since the
+    /// journal began.
+    pub recent: RecentPerformance,
 }
 
 /// Lifecycle actions of `/agents/{id}/control`.
@@ -228,22 +232,55 @@ pub struct OrchestratorStats {
     pub uptime: f64,
 }
 
-/// One agent's performance over a window.
+/// One agent's performance over a window: its steps that finished in it.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AgentPerformance {
     /// Completed / (completed + failed), 0 to 1.
     pub success_rate: f64,
-    /// Mean seconds per completed step.
+    /// Mean seconds per completed step (`0` when none completed).
     pub average_response_time: f64,
+    /// Nearest-rank median of the completed steps' seconds (`null` when none completed).
+    pub p50_response_time: Option<f64>,
+    /// Nearest-rank 95th percentile of the completed steps' seconds (`null` when none
+    /// completed).
+    pub p95_response_time: Option<f64>,
     /// Steps completed.
     pub completed: u64,
-    /// Steps failed.
+    /// Steps failed: after all their attempts, or abandoned in flight by a task that was
+    /// cancelled or ran past its deadline.
     pub failed: u64,
-    /// Tokens in and out.
+    /// Failed / (completed + failed), 0 to 1.
+    pub error_rate: f64,
+    /// Tokens in and out (`prompt_tokens + completion_tokens`).
     pub total_tokens: u64,
+    /// Prompt tokens, failed steps' included.
+    pub prompt_tokens: u64,
+    /// Completion tokens, failed steps' included.
+    pub completion_tokens: u64,
 }
 
-/// `/analytics/performance`.
+/// One coordination pattern's tasks that ended (`completed_at`) in a window.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct PatternPerformance {
+    /// Tasks that completed.
+    pub completed: u64,
+    /// Tasks that failed.
+    pub failed: u64,
+    /// Tasks that were cancelled.
+    pub cancelled: u64,
+    /// Completed / (completed + failed + cancelled), 0 to 1.
+    pub completion_rate: f64,
+    /// Mean seconds from `started_at` to `completed_at` over the completed tasks (`null`
+    /// when none completed).
+    pub average_duration: Option<f64>,
+    /// Nearest-rank median of those durations (`null` when none completed).
+    pub p50_duration: Option<f64>,
+    /// Nearest-rank 95th percentile of those durations (`null` when none completed).
+    pub p95_duration: Option<f64>,
+}
+
+/// `/analytics/performance`: steps that finished and tasks that ended in
+/// `[start_date, end_date)` (an absent bound is open).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Analytics {
     /// Window start.
@@ -254,10 +291,26 @@ pub struct Analytics {
     pub average_success_rate: f64,
     /// Mean seconds per completed step (`0` when there were none).
     pub average_response_time: f64,
-    /// Steps in the window.
+    /// Nearest-rank median of every completed step's seconds (`null` when none).
+    pub p50_response_time: Option<f64>,
+    /// Nearest-rank 95th percentile of every completed step's seconds (`null` when none).
+    pub p95_response_time: Option<f64>,
+    /// Steps in the window (`completed_steps + failed_steps`).
     pub total_steps: u64,
+    /// Steps completed in the window.
+    pub completed_steps: u64,
+    /// Steps failed in the window.
+    pub failed_steps: u64,
+    /// Tokens in and out over every step in the window.
+    pub total_tokens: u64,
+    /// Tasks completed in the window per hour of the window; `null` unless both dates are
+    /// given (and the window is not empty).
+    pub throughput_per_hour: Option<f64>,
     /// Per agent, only agents with steps in the window.
     pub agent_performance: std::collections::BTreeMap<String, AgentPerformance>,
+    /// Per coordination pattern (`hierarchical`, `collaborative`, `pipeline`, `swarm`),
+    /// only patterns with tasks that ended in the window.
+    pub pattern_performance: std::collections::BTreeMap<String, PatternPerformance>,
 }
 
 /// A task the orchestrator holds in memory: every task not yet in a terminal status.
@@ -869,7 +922,8 @@ impl Orchestrator {
         }
     }
 
-    /// Per-agent performance over a window, from the journal.
+    /// Performance over a window, from the journal: per agent and overall over the steps
+    /// that finished in it, per coordination pattern over the tasks that ended in it.
     pub async fn analytics(
         &self,
         start_date: Option<DateTime<Utc>>,
@@ -883,50 +937,8 @@ impl Orchestrator {
                 "must not be after end_date",
             ));
         }
-        let stats = self.inner.journal.agent_stats(start_date, end_date).await?;
-        let (mut completed, mut failed, mut latency) = (0u64, 0u64, 0.0f64);
-        let mut agent_performance = std::collections::BTreeMap::new();
-        for s in stats {
-            completed += s.completed;
-            failed += s.failed;
-            latency += s.total_duration_secs;
-            let total = s.completed + s.failed;
-            agent_performance.insert(
-                s.agent_id,
-                AgentPerformance {
-                    success_rate: if total > 0 {
-                        s.completed as f64 / total as f64
-                    } else {
-                        0.0
-                    },
-                    average_response_time: if s.completed > 0 {
-                        s.total_duration_secs / s.completed as f64
-                    } else {
-                        0.0
-                    },
-                    completed: s.completed,
-                    failed: s.failed,
-                    total_tokens: s.prompt_tokens + s.completion_tokens,
-                },
-            );
-        }
-        let total = completed + failed;
-        Ok(Analytics {
-            start_date,
-            end_date,
-            average_success_rate: if total > 0 {
-                completed as f64 / total as f64
-            } else {
-                0.0
-            },
-            average_response_time: if completed > 0 {
-                latency / completed as f64
-            } else {
-                0.0
-            },
-            total_steps: total,
-            agent_performance,
-        })
+        let perf = self.inner.journal.performance(start_date, end_date).await?;
+        Ok(analytics_from(start_date, end_date, &perf))
     }
 
     /// Signals shutdown without waiting: new work is refused and long-lived loops that
@@ -1022,6 +1034,7 @@ impl Inner {
             success_rate: record.success_rate(),
             average_response_time: record.average_latency(),
             source,
+            recent: slot.recent_at(Instant::now()),
         })
     }
 
@@ -1222,9 +1235,249 @@ impl Inner {
     }
 }
 
+/// `a / b`, or `when_empty` when `b` is 0.
+fn ratio(a: u64, b: u64, when_empty: f64) -> f64 {
+    if b > 0 {
+        a as f64 / b as f64
+    } else {
+        when_empty
+    }
+}
+
+/// The API's figures from the journal's. Pure, so its arithmetic is tested without a
+/// journal.
+fn analytics_from(
+    start_date: Option<DateTime<Utc>>,
+    end_date: Option<DateTime<Utc>>,
+    perf: &sutazai_store::PerformanceStats,
+) -> Analytics {
+    let (mut completed, mut failed, mut latency, mut tokens) = (0u64, 0u64, 0.0f64, 0u64);
+    let mut agent_performance = std::collections::BTreeMap::new();
+    for a in &perf.agents {
+        let s = &a.totals;
+        completed += s.completed;
+        failed += s.failed;
+        latency += s.total_duration_secs;
+        let agent_tokens = s.prompt_tokens + s.completion_tokens;
+        tokens += agent_tokens;
+        let total = s.completed + s.failed;
+        agent_performance.insert(
+            s.agent_id.clone(),
+            AgentPerformance {
+                success_rate: ratio(s.completed, total, 0.0),
+                average_response_time: if s.completed > 0 {
+                    s.total_duration_secs / s.completed as f64
+                } else {
+                    0.0
+                },
+                p50_response_time: a.response_time.p50_secs,
+                p95_response_time: a.response_time.p95_secs,
+                completed: s.completed,
+                failed: s.failed,
+                error_rate: ratio(s.failed, total, 0.0),
+                total_tokens: agent_tokens,
+                prompt_tokens: s.prompt_tokens,
+                completion_tokens: s.completion_tokens,
+            },
+        );
+    }
+    let pattern_performance = perf
+        .patterns
+        .iter()
+        .map(|p| {
+            (
+                p.pattern.as_str().to_owned(),
+                PatternPerformance {
+                    completed: p.completed,
+                    failed: p.failed,
+                    cancelled: p.cancelled,
+                    completion_rate: ratio(p.completed, p.ended(), 0.0),
+                    average_duration: p.duration.mean_secs(),
+                    p50_duration: p.duration.p50_secs,
+                    p95_duration: p.duration.p95_secs,
+                },
+            )
+        })
+        .collect();
+    let throughput_per_hour = match (start_date, end_date) {
+        (Some(s), Some(e)) => {
+            let hours = (e - s).num_milliseconds() as f64 / 3_600_000.0;
+            (hours > 0.0).then(|| perf.tasks_completed() as f64 / hours)
+        }
+        _ => None,
+    };
+    let total = completed + failed;
+    Analytics {
+        start_date,
+        end_date,
+        average_success_rate: ratio(completed, total, 0.0),
+        average_response_time: if completed > 0 {
+            latency / completed as f64
+        } else {
+            0.0
+        },
+        p50_response_time: perf.response_time.p50_secs,
+        p95_response_time: perf.response_time.p95_secs,
+        total_steps: total,
+        completed_steps: completed,
+        failed_steps: failed,
+        total_tokens: tokens,
+        throughput_per_hour,
+        agent_performance,
+        pattern_performance,
+    }
+}
+
 async fn sleep_opt(duration: Option<Duration>) {
     match duration {
         Some(d) => tokio::time::sleep(d).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sutazai_core::CoordinationPattern;
+    use sutazai_store::{
+        AgentPerformanceStats, AgentStats, DurationSummary, PatternStats, PerformanceStats,
+    };
+
+    use super::*;
+
+    fn at(hours: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_750_000_000 + hours * 3600, 0).expect("valid")
+    }
+
+    fn perf() -> PerformanceStats {
+        PerformanceStats {
+            agents: vec![
+                AgentPerformanceStats {
+                    totals: AgentStats {
+                        agent_id: "alpha".into(),
+                        completed: 3,
+                        failed: 1,
+                        total_duration_secs: 6.0,
+                        prompt_tokens: 100,
+                        completion_tokens: 20,
+                    },
+                    response_time: DurationSummary::from_durations(vec![1.0, 2.0, 3.0]),
+                },
+                AgentPerformanceStats {
+                    totals: AgentStats {
+                        agent_id: "beta".into(),
+                        completed: 0,
+                        failed: 2,
+                        total_duration_secs: 0.0,
+                        prompt_tokens: 7,
+                        completion_tokens: 0,
+                    },
+                    response_time: DurationSummary::default(),
+                },
+            ],
+            response_time: DurationSummary::from_durations(vec![1.0, 2.0, 3.0]),
+            patterns: vec![
+                PatternStats {
+                    pattern: CoordinationPattern::Pipeline,
+                    completed: 6,
+                    failed: 1,
+                    cancelled: 1,
+                    duration: DurationSummary::from_durations(vec![10.0, 20.0]),
+                },
+                PatternStats {
+                    pattern: CoordinationPattern::Swarm,
+                    completed: 0,
+                    failed: 0,
+                    cancelled: 3,
+                    duration: DurationSummary::default(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn analytics_keeps_the_old_figures_and_adds_the_new_ones() {
+        let a = analytics_from(Some(at(0)), Some(at(4)), &perf());
+        // Old fields, old meaning: 3 of 3 + 1 + 2 steps, 6 s over 3 completed.
+        assert_eq!(a.total_steps, 6);
+        assert_eq!(a.average_success_rate, 0.5);
+        assert_eq!(a.average_response_time, 2.0);
+        assert_eq!((a.completed_steps, a.failed_steps), (3, 3));
+        assert_eq!(a.total_tokens, 127);
+        assert_eq!(a.p50_response_time, Some(2.0));
+        assert_eq!(a.p95_response_time, Some(3.0));
+        // 6 completed tasks over 4 hours.
+        assert_eq!(a.throughput_per_hour, Some(1.5));
+
+        let alpha = &a.agent_performance["alpha"];
+        assert_eq!(alpha.success_rate, 0.75);
+        assert_eq!(alpha.error_rate, 0.25);
+        assert_eq!(alpha.average_response_time, 2.0);
+        assert_eq!(
+            (alpha.p50_response_time, alpha.p95_response_time),
+            (Some(2.0), Some(3.0))
+        );
+        assert_eq!(
+            (
+                alpha.prompt_tokens,
+                alpha.completion_tokens,
+                alpha.total_tokens
+            ),
+            (100, 20, 120)
+        );
+        let beta = &a.agent_performance["beta"];
+        assert_eq!((beta.success_rate, beta.error_rate), (0.0, 1.0));
+        assert_eq!(beta.average_response_time, 0.0);
+        assert_eq!(beta.p50_response_time, None);
+
+        let pipeline = &a.pattern_performance["pipeline"];
+        assert_eq!(
+            (pipeline.completed, pipeline.failed, pipeline.cancelled),
+            (6, 1, 1)
+        );
+        assert_eq!(pipeline.completion_rate, 0.75);
+        assert_eq!(pipeline.average_duration, Some(15.0));
+        assert_eq!(
+            (pipeline.p50_duration, pipeline.p95_duration),
+            (Some(10.0), Some(20.0))
+        );
+        let swarm = &a.pattern_performance["swarm"];
+        assert_eq!(swarm.completion_rate, 0.0);
+        assert_eq!(swarm.average_duration, None);
+        assert!(!a.pattern_performance.contains_key("collaborative"));
+
+        let json = serde_json::to_value(&a).expect("serialises");
+        assert_eq!(
+            json["pattern_performance"]["swarm"]["p95_duration"],
+            serde_json::Value::Null
+        );
+        assert_eq!(json["agent_performance"]["alpha"]["total_tokens"], 120);
+    }
+
+    #[test]
+    fn throughput_needs_both_dates_and_a_non_empty_window() {
+        assert_eq!(
+            analytics_from(None, Some(at(4)), &perf()).throughput_per_hour,
+            None
+        );
+        assert_eq!(
+            analytics_from(Some(at(0)), None, &perf()).throughput_per_hour,
+            None
+        );
+        assert_eq!(
+            analytics_from(Some(at(2)), Some(at(2)), &perf()).throughput_per_hour,
+            None
+        );
+        let a = analytics_from(Some(at(0)), Some(at(24)), &PerformanceStats::default());
+        assert_eq!(a.throughput_per_hour, Some(0.0));
+        assert_eq!(
+            (
+                a.total_steps,
+                a.average_success_rate,
+                a.average_response_time
+            ),
+            (0, 0.0, 0.0)
+        );
+        assert_eq!(a.p50_response_time, None);
+        assert!(a.agent_performance.is_empty() && a.pattern_performance.is_empty());
     }
 }

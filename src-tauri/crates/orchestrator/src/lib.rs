@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //! - [`Orchestrator`] (this file, [`engine`]): the facade the API, the CLI and the desktop
-//!   shell call — submit, list, cancel, approve, agent control, statistics, events.
-//! - [`select`]: scoring and selecting agents; [`roster`]: agents' runtime state.
+//!   shell call — submit, list, cancel, approve, agent control, statistics, analytics
+//!   (from the journal's windowed figures), events.
+//! - [`select`]: scoring and selecting agents; [`roster`]: agents' runtime state (with
+//!   the recent, windowed record behind [`RecentPerformance`]).
 //! - `run` (private): one task's execution — the step runner (journal, retries, timeouts,
 //!   circuit breakers, streaming) and the four patterns; `prompt` builds the prompts.
 //! - [`queue`]: the priority queue behind `MAX_CONCURRENT_TASKS`.
@@ -35,7 +37,8 @@ pub mod select;
 
 pub use engine::{
     AgentAction, AgentBinding, AgentInfo, AgentPerformance, Analytics, LocalAgents, Orchestrator,
-    OrchestratorConfig, OrchestratorStats, TaskDetail, TaskFilter,
+    OrchestratorConfig, OrchestratorStats, PatternPerformance, TaskDetail, TaskFilter,
 };
 pub use error::{OrchestratorError, TaskFailure};
 pub use event::Event;
+pub use roster::RecentPerformance;

@@ -1,16 +1,19 @@
 //! The roster: every registered agent with its runtime state — enabled or stopped, steps
-//! in flight, concurrency limit, measured track record and circuit breaker.
+//! in flight, concurrency limit, measured track record (lifetime, and the recent outcomes
+//! that alert rules judge by) and circuit breaker.
 //!
 //! Selection reads it to score agents; the step runner updates it. All state is atomics or
 //! short `std` mutex sections, never held across `.await`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use sutazai_core::{AgentSpec, AgentState};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use utoipa::ToSchema;
 
 use crate::breaker::{Breaker, BreakerConfig};
 
@@ -44,6 +47,124 @@ impl TrackRecord {
     }
 }
 
+/// How far back the recent record looks: outcomes older than this no longer count.
+pub const RECENT_WINDOW: Duration = Duration::from_secs(300);
+
+/// Most outcomes the recent record keeps; beyond it the oldest go first, so under a load
+/// above this many steps per [`RECENT_WINDOW`] the figures cover a shorter span.
+pub const RECENT_CAPACITY: usize = 1000;
+
+/// One finished step, as the recent record keeps it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Outcome {
+    at: Instant,
+    ok: bool,
+    seconds: f64,
+}
+
+/// The last outcomes of an agent's steps, bounded in count ([`RECENT_CAPACITY`]) and
+/// in age ([`RECENT_WINDOW`]). Time is always passed in, so it is tested without sleeping.
+#[derive(Debug, Clone)]
+pub struct RecentOutcomes {
+    window: Duration,
+    capacity: usize,
+    outcomes: VecDeque<Outcome>,
+}
+
+impl Default for RecentOutcomes {
+    fn default() -> Self {
+        RecentOutcomes::new(RECENT_WINDOW, RECENT_CAPACITY)
+    }
+}
+
+impl RecentOutcomes {
+    /// An empty record that counts outcomes younger than `window`, at most `capacity`
+    /// of them (at least one).
+    pub fn new(window: Duration, capacity: usize) -> RecentOutcomes {
+        let capacity = capacity.max(1);
+        RecentOutcomes {
+            window,
+            capacity,
+            outcomes: VecDeque::with_capacity(capacity.min(64)),
+        }
+    }
+
+    /// Records a step that finished at `now`: `ok` with its `seconds`, or failed.
+    pub fn push(&mut self, now: Instant, ok: bool, seconds: f64) {
+        self.expire(now);
+        if self.outcomes.len() == self.capacity {
+            self.outcomes.pop_front();
+        }
+        self.outcomes.push_back(Outcome {
+            at: now,
+            ok,
+            seconds,
+        });
+    }
+
+    /// Drops what is older than the window as of `now`. Outcomes are pushed in time
+    /// order, so the old ones are at the front.
+    fn expire(&mut self, now: Instant) {
+        while let Some(first) = self.outcomes.front() {
+            if now.saturating_duration_since(first.at) > self.window {
+                self.outcomes.pop_front();
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// The figures as of `now`, over the outcomes no older than the window.
+    pub fn summary(&self, now: Instant) -> RecentPerformance {
+        let mut durations = Vec::new();
+        let mut failed = 0u64;
+        for o in &self.outcomes {
+            if now.saturating_duration_since(o.at) > self.window {
+                continue;
+            }
+            if o.ok {
+                durations.push(o.seconds);
+            } else {
+                failed += 1;
+            }
+        }
+        let summary = sutazai_store::DurationSummary::from_durations(durations);
+        let completed = summary.count;
+        let total = completed + failed;
+        let rate = |n: u64| (total > 0).then(|| n as f64 / total as f64);
+        RecentPerformance {
+            window_seconds: self.window.as_secs_f64(),
+            completed,
+            failed,
+            success_rate: rate(completed),
+            error_rate: rate(failed),
+            average_response_time: summary.mean_secs(),
+            p95_response_time: summary.p95_secs,
+        }
+    }
+}
+
+/// An agent's figures over its recent steps (the last [`RECENT_WINDOW`], at most
+/// [`RECENT_CAPACITY`] steps): what alert rules on success rate, error rate and response
+/// time judge, rather than the lifetime record.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ToSchema)]
+pub struct RecentPerformance {
+    /// How far back the figures look, in seconds.
+    pub window_seconds: f64,
+    /// Steps completed in the window.
+    pub completed: u64,
+    /// Steps failed (after all their attempts) in the window.
+    pub failed: u64,
+    /// Completed / (completed + failed), 0 to 1; `null` with no step in the window.
+    pub success_rate: Option<f64>,
+    /// Failed / (completed + failed), 0 to 1; `null` with no step in the window.
+    pub error_rate: Option<f64>,
+    /// Mean seconds per completed step; `null` with no completed step in the window.
+    pub average_response_time: Option<f64>,
+    /// Nearest-rank 95th percentile of the completed steps' seconds; `null` with none.
+    pub p95_response_time: Option<f64>,
+}
+
 /// One agent and its runtime state.
 #[derive(Debug)]
 pub struct AgentSlot {
@@ -58,6 +179,9 @@ pub struct AgentSlot {
     /// Permits = free step slots.
     slots: Arc<Semaphore>,
     record: Mutex<TrackRecord>,
+    /// The outcomes of the last [`RECENT_WINDOW`]; not seeded from the journal (a restart
+    /// starts a fresh window, as the alert rules' own state does).
+    recent: Mutex<RecentOutcomes>,
     breaker: Mutex<Breaker>,
 }
 
@@ -84,6 +208,7 @@ impl AgentSlot {
             limit: AtomicU32::new(limit),
             slots: Arc::new(Semaphore::new(limit as usize)),
             record: Mutex::new(TrackRecord::default()),
+            recent: Mutex::new(RecentOutcomes::default()),
             breaker: Mutex::new(Breaker::default()),
         }
     }
@@ -153,15 +278,34 @@ impl AgentSlot {
         *self.record.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a finished step to the track record.
+    /// Adds a step that finished now to the track record and the recent record.
     pub fn record_outcome(&self, ok: bool, seconds: f64) {
-        let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
-        if ok {
-            record.completed += 1;
-            record.total_latency += seconds;
-        } else {
-            record.failed += 1;
+        self.record_outcome_at(Instant::now(), ok, seconds);
+    }
+
+    /// Adds a step that finished at `now` to the track record and the recent record.
+    pub fn record_outcome_at(&self, now: Instant, ok: bool, seconds: f64) {
+        {
+            let mut record = self.record.lock().unwrap_or_else(|p| p.into_inner());
+            if ok {
+                record.completed += 1;
+                record.total_latency += seconds;
+            } else {
+                record.failed += 1;
+            }
         }
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(now, ok, seconds);
+    }
+
+    /// The recent figures as of `now`.
+    pub fn recent_at(&self, now: Instant) -> RecentPerformance {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .summary(now)
     }
 
     /// Replaces the record (at start-up, from the journal).
@@ -229,5 +373,148 @@ impl Roster {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.agents.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn close(a: Option<f64>, b: f64) -> bool {
+        a.is_some_and(|a| (a - b).abs() < 1e-9)
+    }
+
+    #[test]
+    fn an_empty_window_has_counts_and_no_rates() {
+        let t0 = Instant::now();
+        let r = RecentOutcomes::default().summary(t0);
+        assert_eq!(r.window_seconds, 300.0);
+        assert_eq!((r.completed, r.failed), (0, 0));
+        assert_eq!(r.success_rate, None);
+        assert_eq!(r.error_rate, None);
+        assert_eq!(r.average_response_time, None);
+        assert_eq!(r.p95_response_time, None);
+    }
+
+    #[test]
+    fn figures_cover_only_the_last_five_minutes() {
+        let t0 = Instant::now();
+        let mut r = RecentOutcomes::default();
+        // Old history: 10 failures, long ago.
+        for i in 0..10 {
+            r.push(t0 + S(i), false, 0.0);
+        }
+        // Recent: 18 fast successes, 1 slow success, 1 failure, over the last minutes.
+        let base = t0 + S(1000);
+        for i in 0..18 {
+            r.push(base + S(i), true, 1.0);
+        }
+        r.push(base + S(20), true, 21.0);
+        r.push(base + S(30), false, 0.0);
+
+        // At base + 100 s the old failures are 990 s and more in the past: gone.
+        let s = r.summary(base + S(100));
+        assert_eq!((s.completed, s.failed), (19, 1));
+        assert!(close(s.success_rate, 0.95), "{s:?}");
+        assert!(close(s.error_rate, 0.05), "{s:?}");
+        // (18 * 1 + 21) / 19 = 39 / 19.
+        assert!(close(s.average_response_time, 39.0 / 19.0), "{s:?}");
+        // 19 durations, p95 at rank ceil(18.05) = 19: the slow one.
+        assert_eq!(s.p95_response_time, Some(21.0));
+
+        // Exactly 300 s after the first recent outcome it still counts; 1 s later not.
+        let s = r.summary(base + S(300));
+        assert_eq!((s.completed, s.failed), (19, 1));
+        let s = r.summary(base + S(301));
+        assert_eq!((s.completed, s.failed), (18, 1));
+        // At +321 s only the failure (pushed at +30 s) is younger than 300 s.
+        let s = r.summary(base + S(321));
+        assert_eq!((s.completed, s.failed), (0, 1));
+        assert_eq!(s.success_rate, Some(0.0));
+        assert_eq!(s.error_rate, Some(1.0));
+        assert_eq!(s.average_response_time, None);
+        assert_eq!(s.p95_response_time, None);
+        let s = r.summary(base + S(331));
+        assert_eq!((s.completed, s.failed), (0, 0));
+        assert_eq!(s.success_rate, None);
+    }
+
+    #[test]
+    fn the_record_is_bounded_in_count() {
+        let t0 = Instant::now();
+        let mut r = RecentOutcomes::new(S(300), 5);
+        for i in 0..3 {
+            r.push(t0, false, 0.0);
+            assert_eq!(r.outcomes.len(), i + 1);
+        }
+        for _ in 0..10 {
+            r.push(t0, true, 2.0);
+        }
+        assert_eq!(r.outcomes.len(), 5);
+        // The oldest (the failures) went first.
+        let s = r.summary(t0);
+        assert_eq!((s.completed, s.failed), (5, 0));
+        assert_eq!(s.success_rate, Some(1.0));
+
+        // The default bound is RECENT_CAPACITY.
+        let mut r = RecentOutcomes::default();
+        for _ in 0..RECENT_CAPACITY + 500 {
+            r.push(t0, true, 1.0);
+        }
+        assert_eq!(r.outcomes.len(), RECENT_CAPACITY);
+        assert_eq!(r.summary(t0).completed, RECENT_CAPACITY as u64);
+    }
+
+    #[test]
+    fn pushing_expires_what_left_the_window() {
+        let t0 = Instant::now();
+        let mut r = RecentOutcomes::new(S(60), 100);
+        for i in 0..50 {
+            r.push(t0 + S(i), true, 1.0);
+        }
+        r.push(t0 + S(200), false, 0.0);
+        assert_eq!(r.outcomes.len(), 1);
+        // A clock read slightly out of order (an earlier `now`) still counts the outcome.
+        let s = r.summary(t0 + S(199));
+        assert_eq!((s.completed, s.failed), (0, 1));
+    }
+
+    #[test]
+    fn a_slot_keeps_both_the_lifetime_and_the_recent_record() {
+        let spec = AgentSpec {
+            id: "a".into(),
+            name: "A".into(),
+            category: sutazai_core::AgentCategory::Development,
+            role: sutazai_core::AgentRole::Worker,
+            capabilities: vec!["code_generation".into()],
+            model: None,
+            provider: None,
+            system_prompt: "x".into(),
+            temperature: 0.2,
+            max_concurrency: 2,
+        };
+        let roster = Roster::new([spec], BreakerConfig::default());
+        let slot = roster.get("a").expect("slot");
+        slot.seed_record(TrackRecord {
+            completed: 100,
+            failed: 0,
+            total_latency: 100.0,
+        });
+        let t0 = Instant::now();
+        slot.record_outcome_at(t0, true, 3.0);
+        slot.record_outcome_at(t0 + S(1), false, 0.0);
+        let lifetime = slot.record();
+        assert_eq!((lifetime.completed, lifetime.failed), (101, 1));
+        let recent = slot.recent_at(t0 + S(2));
+        assert_eq!((recent.completed, recent.failed), (1, 1));
+        assert_eq!(recent.success_rate, Some(0.5));
+        assert_eq!(recent.average_response_time, Some(3.0));
+        assert_eq!(recent.p95_response_time, Some(3.0));
+        // Ten minutes later the lifetime record stands, the recent one is empty.
+        let later = slot.recent_at(t0 + S(600));
+        assert_eq!((later.completed, later.failed), (0, 0));
+        assert_eq!(slot.record().completed, 101);
     }
 }

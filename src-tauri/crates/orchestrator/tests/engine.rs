@@ -338,3 +338,159 @@ async fn a_restart_replays_finished_steps_from_the_journal() {
     assert_eq!(steps.len(), 3);
     o.shutdown().await;
 }
+
+/// `/analytics/performance` over what ran (per agent, overall and per pattern) agrees
+/// with each agent's recent record; after a restart the lifetime record comes back from
+/// the journal while the recent one starts empty.
+#[tokio::test]
+async fn analytics_and_recent_records_follow_what_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    // Calls in order: pipeline ok, pipeline fails (not retryable), pipeline ok, then the
+    // collaborative task's single step fails.
+    let p = Scripted::new([
+        Script::Answer,
+        Script::NotFound,
+        Script::Answer,
+        Script::NotFound,
+    ]);
+    let o = start(dir.path(), p.clone(), config(4)).await;
+    let began = chrono::Utc::now();
+    let mut outcomes = Vec::new();
+    for (name, pattern) in [
+        ("p-ok-1", CoordinationPattern::Pipeline),
+        ("p-fail", CoordinationPattern::Pipeline),
+        ("p-ok-2", CoordinationPattern::Pipeline),
+        ("c-fail", CoordinationPattern::Collaborative),
+    ] {
+        let request = TaskRequest {
+            coordination_pattern: pattern,
+            constraints: Constraints {
+                max_agents: Some(1),
+                ..Default::default()
+            },
+            ..pipeline(name, &["code_generation"])
+        };
+        let t = o.submit(request).await.unwrap();
+        outcomes.push(o.wait_for(&t.id).await.unwrap().status);
+    }
+    assert_eq!(
+        outcomes,
+        [
+            TaskStatus::Completed,
+            TaskStatus::Failed,
+            TaskStatus::Completed,
+            TaskStatus::Failed
+        ]
+    );
+    assert_eq!(p.calls.load(Ordering::SeqCst), 4);
+
+    let hour = chrono::Duration::hours(1);
+    let a = o
+        .analytics(Some(began - hour), Some(began + hour))
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.completed_steps, a.failed_steps, a.total_steps),
+        (2, 2, 4)
+    );
+    assert_eq!(a.average_success_rate, 0.5);
+    // Each completed step took at least the provider's reported 1 ms.
+    let (p50, p95) = (a.p50_response_time.unwrap(), a.p95_response_time.unwrap());
+    assert!(p50 >= 0.001 && p95 >= p50, "{a:?}");
+    assert_eq!(a.total_tokens, 2 * (10 + 3));
+    // 2 completed tasks over a 2-hour window.
+    assert_eq!(a.throughput_per_hour, Some(1.0));
+    let pipeline = &a.pattern_performance["pipeline"];
+    assert_eq!(
+        (pipeline.completed, pipeline.failed, pipeline.cancelled),
+        (2, 1, 0)
+    );
+    assert!((pipeline.completion_rate - 2.0 / 3.0).abs() < 1e-12);
+    let d50 = pipeline.p50_duration.unwrap();
+    assert!(d50 > 0.0 && pipeline.p95_duration.unwrap() >= d50);
+    let collaborative = &a.pattern_performance["collaborative"];
+    assert_eq!((collaborative.completed, collaborative.failed), (0, 1));
+    assert_eq!(collaborative.completion_rate, 0.0);
+    assert_eq!(collaborative.average_duration, None);
+    assert_eq!(a.pattern_performance.len(), 2);
+
+    // Per agent: the window's figures and the agent's recent record agree (everything ran
+    // within the last five minutes, in this process).
+    let agents = o.agents();
+    let mut steps = 0;
+    for (id, perf) in &a.agent_performance {
+        let info = agents.iter().find(|i| &i.id == id).unwrap();
+        let total = perf.completed + perf.failed;
+        steps += total;
+        assert!((perf.success_rate + perf.error_rate - 1.0).abs() < 1e-12);
+        assert_eq!(
+            perf.total_tokens,
+            perf.prompt_tokens + perf.completion_tokens
+        );
+        assert_eq!(
+            (info.recent.completed, info.recent.failed),
+            (perf.completed, perf.failed),
+            "{id}"
+        );
+        assert_eq!(info.recent.success_rate, Some(perf.success_rate), "{id}");
+        assert_eq!(info.recent.error_rate, Some(perf.error_rate), "{id}");
+        assert_eq!(info.recent.window_seconds, 300.0);
+        assert_eq!(
+            info.recent.average_response_time.is_some(),
+            perf.completed > 0
+        );
+        assert_eq!(info.recent.p95_response_time.is_some(), perf.completed > 0);
+        assert_eq!(info.completed_steps, perf.completed);
+        assert_eq!(info.failed_steps, perf.failed);
+    }
+    assert_eq!(steps, 4);
+    // Idle agents have an empty recent record.
+    let idle = agents
+        .iter()
+        .find(|i| !a.agent_performance.contains_key(&i.id))
+        .unwrap();
+    assert_eq!((idle.recent.completed, idle.recent.failed), (0, 0));
+    assert_eq!(idle.recent.success_rate, None);
+
+    // A window after everything is empty, and without both dates there is no throughput.
+    let later = o
+        .analytics(Some(chrono::Utc::now() + hour), None)
+        .await
+        .unwrap();
+    assert_eq!(later.total_steps, 0);
+    assert!(later.agent_performance.is_empty() && later.pattern_performance.is_empty());
+    assert_eq!(later.throughput_per_hour, None);
+    assert_eq!(later.p50_response_time, None);
+    o.shutdown().await;
+
+    // After a restart the lifetime record comes back from the journal; the recent one
+    // starts empty.
+    let o = start(dir.path(), Scripted::new([]), config(4)).await;
+    let agents = o.agents();
+    let lifetime: u64 = agents
+        .iter()
+        .map(|i| i.completed_steps + i.failed_steps)
+        .sum();
+    assert_eq!(lifetime, 4);
+    assert!(
+        agents
+            .iter()
+            .all(|i| i.recent.completed + i.recent.failed == 0)
+    );
+    let json = serde_json::to_value(&agents[0]).unwrap();
+    for key in [
+        "window_seconds",
+        "completed",
+        "failed",
+        "success_rate",
+        "error_rate",
+        "average_response_time",
+        "p95_response_time",
+    ] {
+        assert!(
+            json["recent"].get(key).is_some(),
+            "recent.{key} missing: {json}"
+        );
+    }
+    o.shutdown().await;
+}

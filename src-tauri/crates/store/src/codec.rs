@@ -20,7 +20,10 @@ pub(crate) fn encode_time(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
-fn decode_time(text: &str, what: impl FnOnce() -> String) -> Result<DateTime<Utc>, StoreError> {
+pub(crate) fn decode_time(
+    text: &str,
+    what: impl FnOnce() -> String,
+) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Corrupt {

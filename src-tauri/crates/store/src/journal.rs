@@ -23,6 +23,7 @@ use sutazai_core::{Step, Task, TaskStatus};
 use tokio::sync::oneshot;
 
 use crate::codec::{StepRow, TaskRow, TaskUpdateRow};
+use crate::performance::{self, PerformanceStats};
 use crate::queries::{self, AgentStats};
 use crate::writer::{self, Counters, Msg, Op, Write};
 use crate::{StoreError, schema};
@@ -209,6 +210,21 @@ impl Journal {
         until: Option<DateTime<Utc>>,
     ) -> Result<Vec<AgentStats>, StoreError> {
         self.read(move |conn| queries::agent_stats(conn, since, until))
+            .await
+    }
+
+    /// Windowed performance figures: per agent (the [`AgentStats`] of
+    /// [`Journal::agent_stats`] plus percentiles of the completed steps' durations) and
+    /// overall over the steps that finished with `since <= finished_at < until`, and per
+    /// coordination pattern over the tasks that ended (completed, failed or cancelled) with
+    /// `since <= completed_at < until`. A `None` bound is open. One read transaction, so
+    /// every figure describes the same snapshot.
+    pub async fn performance(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<PerformanceStats, StoreError> {
+        self.read(move |conn| performance::performance(conn, since, until))
             .await
     }
 

@@ -16,6 +16,8 @@
 //! - `writer`: the dedicated `sutazai-journal-writer` thread and its batching loop.
 //! - `queries`: the read queries, run on tokio's blocking threads over read-only
 //!   connections; defines [`AgentStats`].
+//! - [`performance`]: the windowed figures of `/analytics/performance` (per agent, overall
+//!   and per coordination pattern, with nearest-rank percentiles), read in one snapshot.
 //! - `codec`: domain types to rows and back; undecodable rows become
 //!   [`StoreError::Corrupt`].
 //! - `schema`: migrations ([`SCHEMA_VERSION`]) and connection setup (WAL,
@@ -24,6 +26,7 @@
 
 pub mod error;
 pub mod journal;
+pub mod performance;
 
 mod codec;
 mod queries;
@@ -32,5 +35,8 @@ mod writer;
 
 pub use error::StoreError;
 pub use journal::{Commit, Journal, JournalStats};
+pub use performance::{
+    AgentPerformanceStats, DurationSummary, PatternStats, PerformanceStats, nearest_rank,
+};
 pub use queries::AgentStats;
 pub use schema::SCHEMA_VERSION;
