@@ -51,6 +51,8 @@ packages=(
   busybox-static docker-registry
   libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev patchelf
   xvfb xauth webkit2gtk-driver dunst dbus-x11 x11-utils xdotool imagemagick
+  # An XEmbed tray host for the desktop tray test.
+  trayer
 )
 # A Node.js or Python that is already on PATH (nodesource, nvm, pyenv) wins: Debian's
 # packages would conflict with it (nodesource's nodejs ships its own npm) or shadow it.

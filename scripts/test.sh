@@ -166,6 +166,13 @@ check() {
   fi
 }
 
+# The real desktop app under Xvfb on a private D-Bus session (tests/desktop/): native
+# notifications received by the daemon, the tray (with and without a tray host) and its
+# menu, single instance, graceful quit.
+desktop_app() {
+  cargo build -p sutazai && bash "$ROOT/tests/desktop/notifications.sh" "$CARGO_TARGET_DIR/debug/sutazai"
+}
+
 # Architecture invariant: no core crate pulls in the GUI stack (ARCHITECTURE.md).
 core_crates_gui_free() {
   local manifest crate found bad=0
@@ -188,6 +195,7 @@ check "core crates free of GUI dependencies" core_crates_gui_free
 check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 check "cargo test (core, no GUI)" cargo test --no-fail-fast --workspace --exclude sutazai
 check "cargo test (desktop app)" cargo test -p sutazai
+check "desktop app under Xvfb (notifications, tray, single instance)" desktop_app
 check "dashboard tests" npm --prefix "$ROOT/ui" test --silent
 check "spec examples (Python, unchanged, against sutazai serve)" bash "$ROOT/tests/spec-examples/run.sh"
 

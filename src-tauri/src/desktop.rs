@@ -7,18 +7,31 @@
 //! address (`ORCHESTRATION_API_HOST`/`PORT`, the config file) with
 //! [`sutazai_cli::serve::spawn_background`] on the one tokio runtime Tauri also uses, tells
 //! the page where it listens (inside the webview the page's own origin is not the API),
-//! and stops it — leaving unfinished tasks resumable — when the last window closes.
+//! and stops it — leaving unfinished tasks resumable — when the app quits.
+//!
+//! Around the window: a tray icon showing the health with its menu ([`crate::tray`]);
+//! native notifications for alerts, long tasks and approvals ([`crate::notify`]), a click
+//! opening the matching view; a single instance (a second launch focuses the first
+//! window); start at login as a user setting (the tray's check item); closing the window
+//! keeps the app in the tray (where there is one).
 
 use std::ffi::OsStr;
 use std::path::Path;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
 use anyhow::{Context as _, bail};
 use sutazai_cli::settings::Settings;
-use tauri::{AppHandle, WebviewWindowBuilder};
+use sutazai_cli::{BackgroundServer, Core, Embedding};
+use tauri::{AppHandle, Manager, RunEvent, WebviewWindowBuilder, WindowEvent};
+use tokio_util::sync::CancellationToken;
+
+use crate::notify::Desktop;
 
 /// Label of the dashboard window in `tauri.conf.json` (declared with `create: false` so it
 /// is built here, where the API address can be injected before the page loads).
-const MAIN_WINDOW: &str = "main";
+pub const MAIN_WINDOW: &str = "main";
 
 /// Runs the desktop app until its last window closes.
 pub fn run(config: Option<&Path>) -> anyhow::Result<()> {
@@ -44,25 +57,120 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     tauri::async_runtime::set(runtime.handle().clone());
-    let server = {
-        let _guard = runtime.enter();
-        sutazai_cli::serve::spawn_background(settings)
-            .context("starting the orchestration API for the dashboard")?
+    let stop = CancellationToken::new();
+    let (desktop, mut clicks) = Desktop::new();
+    let core: Arc<OnceLock<Core>> = Arc::default();
+    let embedding = Embedding {
+        notifiers: vec![Arc::new(desktop.clone())],
+        on_ready: Some(Box::new({
+            let core = core.clone();
+            let stop = stop.clone();
+            move |ready: Core| {
+                desktop.watch_tasks(&ready.orchestrator, stop);
+                let _ = core.set(ready);
+            }
+        })),
     };
-    let api = server.url().to_owned();
-    tracing::info!(%api, "orchestration API started for the desktop window");
-
-    let result = tauri::Builder::default()
-        .setup(move |app| {
-            open_dashboard(app.handle(), &api)?;
-            Ok(())
+    // The server starts in `setup`, after the single-instance check: a second launch must
+    // hand over to the first before it tries to bind the first one's port.
+    let server: Arc<Mutex<Option<BackgroundServer>>> = Arc::default();
+    let mut embedding = Some(embedding);
+    let mut settings = Some(settings);
+    let has_tray = Arc::new(AtomicBool::new(false));
+    let app = tauri::Builder::default()
+        // First, so a second launch hands over before anything else starts.
+        .plugin(tauri_plugin_single_instance::init(|app, _args, _cwd| {
+            tracing::info!("a second launch: focusing the running app");
+            crate::tray::show_dashboard(app);
+        }))
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ))
+        .setup({
+            let has_tray = has_tray.clone();
+            let stop = stop.clone();
+            let server = server.clone();
+            let runtime = runtime.handle().clone();
+            move |app| {
+                let (Some(settings), Some(embedding)) = (settings.take(), embedding.take()) else {
+                    return Err("the desktop app was set up twice".into());
+                };
+                let started = {
+                    let _guard = runtime.enter();
+                    sutazai_cli::serve::spawn_background(settings, embedding)
+                        .context("starting the orchestration API for the dashboard")?
+                };
+                let api = started.url().to_owned();
+                tracing::info!(%api, "orchestration API started for the desktop window");
+                *server.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
+                open_dashboard(app.handle(), &api)?;
+                has_tray.store(
+                    crate::tray::install(app.handle(), core, stop.clone()),
+                    Ordering::SeqCst,
+                );
+                // SIGTERM / Ctrl-C (logout, `kill`) quit like the tray's Quit: gracefully.
+                let quitting = app.handle().clone();
+                tauri::async_runtime::spawn(async move {
+                    sutazai_cli::serve::shutdown_signal().await;
+                    tracing::info!("signal received: quitting");
+                    quitting.exit(0);
+                });
+                // A click on a notification opens its view.
+                let handle = app.handle().clone();
+                tauri::async_runtime::spawn(async move {
+                    loop {
+                        let route = tokio::select! {
+                            () = stop.cancelled() => return,
+                            r = clicks.recv() => match r { Some(r) => r, None => return },
+                        };
+                        navigate(&handle, &route);
+                    }
+                });
+                Ok(())
+            }
         })
-        .run(tauri::generate_context!())
-        .context("running the desktop app");
-    if let Err(e) = runtime.block_on(server.stop()) {
-        tracing::error!("stopping the orchestration API: {e:#}");
+        .on_window_event(move |window, event| {
+            // With a tray, closing the window only hides it; the app lives on in the tray.
+            if let WindowEvent::CloseRequested { api, .. } = event
+                && window.label() == MAIN_WINDOW
+                && has_tray.load(Ordering::SeqCst)
+            {
+                api.prevent_close();
+                let _ = window.hide();
+            }
+        })
+        .build(tauri::generate_context!())
+        .context("building the desktop app")?;
+    // The event loop ends the process itself once it exits (it never returns on some
+    // platforms), so the server is stopped — in-flight tasks journaled as resumable —
+    // from the loop's last event, before that happens.
+    app.run(move |_app, event| {
+        if let RunEvent::Exit = event
+            && let Some(server) = server.lock().unwrap_or_else(PoisonError::into_inner).take()
+        {
+            stop.cancel();
+            tracing::info!("quitting: stopping the orchestration API");
+            if let Err(e) = runtime.block_on(server.stop()) {
+                tracing::error!("stopping the orchestration API: {e:#}");
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Shows the dashboard on `route` (`#/alerts`, `#/tasks/ID`).
+fn navigate(app: &AppHandle, route: &str) {
+    crate::tray::show_dashboard(app);
+    let (Some(window), Ok(literal)) = (
+        app.get_webview_window(MAIN_WINDOW),
+        serde_json::to_string(route),
+    ) else {
+        return;
+    };
+    if let Err(e) = window.eval(format!("window.location.hash = {literal};")) {
+        tracing::warn!(error = %e, "could not open the dashboard view {route}");
     }
-    result
 }
 
 /// Opens the dashboard window from its `tauri.conf.json` description, with the API base URL

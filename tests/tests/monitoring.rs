@@ -159,6 +159,34 @@ async fn metrics_host_samples_and_alert_routes() {
     // /status carries the monitor's part of the health.
     let status: Value = get_json(&client, format!("{base}/status")).await;
     assert_eq!(status["monitoring"]["enabled"], true, "{status}");
+    assert_eq!(status["paused"], false, "{status}");
+    // Pausing orchestration (the tray's menu item) holds queued tasks until resumed.
+    let paused: Value = client
+        .post(format!("{base}/orchestration/pause"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(paused, json!({"paused": true, "was_paused": false}));
+    let waiting = submit_one_step_task(&base, "held while paused").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let task = get_json(&client, format!("{base}/tasks/{waiting}")).await;
+    assert_eq!(task["status"], "queued", "{task}");
+    assert_eq!(
+        get_json(&client, format!("{base}/status")).await["paused"],
+        true
+    );
+    client
+        .post(format!("{base}/orchestration/resume"))
+        .send()
+        .await
+        .unwrap();
+    let task = wait_task(&base, &waiting, Duration::from_secs(120))
+        .await
+        .unwrap();
+    assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(status["monitoring"]["alerts_firing"], 0, "{status}");
     assert!(status["system_health"].as_f64().unwrap() > 0.9, "{status}");
 

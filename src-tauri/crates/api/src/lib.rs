@@ -140,6 +140,8 @@ pub fn app(state: AppState) -> Router {
         .route("/infrastructure/containers/{name}/stats", get(infra::stats))
         .route("/infrastructure/images/pull", post(infra::pull))
         .route("/analytics/performance", get(routes::analytics))
+        .route("/orchestration/pause", post(routes::pause))
+        .route("/orchestration/resume", post(routes::resume))
         .route("/alerts", get(monitoring::list_alerts))
         .route(
             "/alerts/{id}/acknowledge",

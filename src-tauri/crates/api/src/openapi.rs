@@ -38,6 +38,8 @@ use crate::{infra, messages, monitoring, routes};
         infra::stats,
         infra::pull,
         routes::analytics,
+        routes::pause,
+        routes::resume,
         monitoring::list_alerts,
         monitoring::acknowledge_alert,
         monitoring::set_rule,

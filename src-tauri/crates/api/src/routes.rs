@@ -42,6 +42,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
         "queued_tasks": stats.queued_tasks,
         "awaiting_approval": stats.awaiting_approval,
         "max_concurrent_tasks": stats.max_concurrent_tasks,
+        "paused": stats.paused,
         "tasks": {
             "submitted": stats.tasks_submitted,
             "completed": stats.tasks_completed,
@@ -79,6 +80,21 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
             None => json!({"enabled": false}),
         },
     }))
+}
+
+/// `POST /orchestration/pause`: queued tasks wait (submissions are still accepted and
+/// journaled; running tasks go on) until `POST /orchestration/resume`.
+#[utoipa::path(post, path = "/orchestration/pause", responses((status = 200, description = "`{\"paused\": true, \"was_paused\": bool}`")))]
+pub(crate) async fn pause(State(state): State<AppState>) -> Json<Value> {
+    let was = state.orchestrator.set_paused(true);
+    Json(json!({"paused": true, "was_paused": was}))
+}
+
+/// `POST /orchestration/resume`.
+#[utoipa::path(post, path = "/orchestration/resume", responses((status = 200, description = "`{\"paused\": false, \"was_paused\": bool}`")))]
+pub(crate) async fn resume(State(state): State<AppState>) -> Json<Value> {
+    let was = state.orchestrator.set_paused(false);
+    Json(json!({"paused": false, "was_paused": was}))
 }
 
 /// Filters for `GET /agents`.

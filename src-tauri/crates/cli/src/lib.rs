@@ -43,7 +43,7 @@ use clap::CommandFactory as _;
 
 pub use cli::{AgentsCmd, AlertsCmd, Cli, Command, InfraCmd, SubmitArgs, TaskCmd};
 pub use client::{ApiClient, ClientError};
-pub use serve::{BackgroundServer, run_server, spawn_background};
+pub use serve::{BackgroundServer, Core, Embedding, run_server, spawn_background};
 pub use settings::{EnvVars, Locations, Settings, SettingsError};
 
 use crate::cli::Outcome;

@@ -55,7 +55,37 @@ pub async fn run_server(
     let listener = tokio::task::spawn_blocking(move || bind(&host, port))
         .await
         .context("binding the API listener")??;
-    serve_bound(settings, listener, shutdown, ready).await
+    serve_bound(settings, listener, shutdown, ready, Embedding::default()).await
+}
+
+/// What the desktop shell plugs into the server it runs in its own process.
+#[derive(Default)]
+pub struct Embedding {
+    /// Alert notifiers besides the configured email and Slack ones (native notifications).
+    pub notifiers: Vec<std::sync::Arc<dyn sutazai_monitor::Notifier>>,
+    /// Called once, when the core is up and before the API serves, with its parts (the
+    /// shell watches their events and acts on them from the tray).
+    pub on_ready: Option<Box<dyn FnOnce(Core) + Send>>,
+}
+
+impl std::fmt::Debug for Embedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedding")
+            .field("notifiers", &self.notifiers.len())
+            .field("on_ready", &self.on_ready.is_some())
+            .finish()
+    }
+}
+
+/// The running core's parts, handed to the desktop shell.
+#[derive(Debug, Clone)]
+pub struct Core {
+    /// The orchestrator (tasks, agents, events).
+    pub orchestrator: Orchestrator,
+    /// The Docker services.
+    pub infra: sutazai_infra::Infra,
+    /// Host samples and alerts.
+    pub monitor: sutazai_monitor::Monitor,
 }
 
 /// A server running as a task on the caller's runtime (the desktop shell's).
@@ -109,7 +139,10 @@ impl BackgroundServer {
 /// Binding happens here, synchronously, so the shell gets the address (or the "port in
 /// use" error) immediately; the journal opens and tasks resume inside the spawned task.
 /// Must be called from within a tokio runtime.
-pub fn spawn_background(settings: Settings) -> anyhow::Result<BackgroundServer> {
+pub fn spawn_background(
+    settings: Settings,
+    embedding: Embedding,
+) -> anyhow::Result<BackgroundServer> {
     refuse_auth(&settings)?;
     let runtime = tokio::runtime::Handle::try_current()
         .context("spawn_background must be called inside a tokio runtime")?;
@@ -127,6 +160,7 @@ pub fn spawn_background(settings: Settings) -> anyhow::Result<BackgroundServer> 
             let _ = stopped.await;
         },
         None,
+        embedding,
     ));
     Ok(BackgroundServer {
         addr,
@@ -207,6 +241,7 @@ async fn serve_bound(
     listener: StdTcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: Option<oneshot::Sender<SocketAddr>>,
+    embedding: Embedding,
 ) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::from_std(listener).context("registering the API listener")?;
@@ -296,7 +331,7 @@ async fn serve_bound(
         &settings,
         orchestrator.clone(),
         Some(infra.clone()),
-        Vec::new(),
+        embedding.notifiers,
         infra_stop.clone(),
     )
     .await
@@ -310,6 +345,13 @@ async fn serve_bound(
             return Err(e);
         }
     };
+    if let Some(on_ready) = embedding.on_ready {
+        on_ready(Core {
+            orchestrator: orchestrator.clone(),
+            infra: infra.clone(),
+            monitor: monitor.clone(),
+        });
+    }
     let state = AppState::new(orchestrator.clone(), api_config(&settings))
         .with_infra(infra)
         .with_monitor(monitor);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sutazai_cli::settings::{EnvVars, Locations, Settings};
-use sutazai_cli::{run_server, spawn_background};
+use sutazai_cli::{Embedding, run_server, spawn_background};
 use tokio::sync::oneshot;
 
 /// Settings for a sandboxed server on an ephemeral port, with the LLM endpoint on a port
@@ -55,7 +55,7 @@ async fn health(base: &str) -> Value {
 async fn spawn_background_serves_on_the_callers_runtime_until_stopped() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = settings(dir.path(), &[]);
-    let server = spawn_background(settings.clone()).expect("binds");
+    let server = spawn_background(settings.clone(), Embedding::default()).expect("binds");
     assert_ne!(server.addr().port(), 0);
     assert_eq!(server.url(), format!("http://{}", server.addr()));
 
@@ -65,7 +65,7 @@ async fn spawn_background_serves_on_the_callers_runtime_until_stopped() {
 
     // A second server on the same data directory binds (another port) but its task ends
     // with the lock error instead of resuming the first one's tasks.
-    let second = spawn_background(settings).expect("binds another port");
+    let second = spawn_background(settings, Embedding::default()).expect("binds another port");
     let err = second
         .stop()
         .await
@@ -104,7 +104,8 @@ async fn run_server_reports_its_address_and_stops_on_the_shutdown_future() {
         .expect("the server task does not panic")
         .expect("a clean stop");
     // The data directory is free again: a new server can take it.
-    let again = spawn_background(self::settings(dir.path(), &[])).expect("binds");
+    let again =
+        spawn_background(self::settings(dir.path(), &[]), Embedding::default()).expect("binds");
     health(again.url()).await;
     again.stop().await.expect("a clean stop");
 }
@@ -113,7 +114,7 @@ async fn run_server_reports_its_address_and_stops_on_the_shutdown_future() {
 async fn auth_requested_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let settings = settings(dir.path(), &[("ENABLE_AUTH", "true")]);
-    let err = spawn_background(settings.clone()).expect_err("refused");
+    let err = spawn_background(settings.clone(), Embedding::default()).expect_err("refused");
     assert!(
         err.to_string()
             .contains("authentication is not implemented in this version yet"),

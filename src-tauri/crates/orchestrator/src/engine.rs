@@ -230,6 +230,8 @@ pub struct OrchestratorStats {
     pub tasks_failed: u64,
     /// Seconds since start.
     pub uptime: f64,
+    /// Orchestration is paused: queued tasks wait.
+    pub paused: bool,
 }
 
 /// One agent's performance over a window: its steps that finished in it.
@@ -344,6 +346,8 @@ pub(crate) struct Inner {
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) live: Mutex<HashMap<String, Live>>,
     queue: RunQueue,
+    /// While true the dispatcher starts no queued task (running ones go on).
+    paused: watch::Sender<bool>,
     slots: Arc<Semaphore>,
     pub(crate) shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -440,6 +444,7 @@ impl Orchestrator {
             events,
             live: Mutex::new(HashMap::new()),
             queue: RunQueue::default(),
+            paused: watch::Sender::new(false),
             shutdown,
             tracker: TaskTracker::new(),
             started: Instant::now(),
@@ -919,7 +924,27 @@ impl Orchestrator {
             tasks_completed: self.inner.completed.load(Ordering::Relaxed),
             tasks_failed: self.inner.failed.load(Ordering::Relaxed),
             uptime: self.inner.started.elapsed().as_secs_f64(),
+            paused: *self.inner.paused.borrow(),
         }
+    }
+
+    /// Pauses (`true`) or resumes orchestration: while paused, submitted tasks are accepted
+    /// and journaled but wait in the queue; running tasks go on. Returns the previous state.
+    pub fn set_paused(&self, paused: bool) -> bool {
+        let was = self.inner.paused.send_replace(paused);
+        if was != paused {
+            tracing::info!(
+                paused,
+                "orchestration {}",
+                if paused { "paused" } else { "resumed" }
+            );
+        }
+        was
+    }
+
+    /// Whether orchestration is paused.
+    pub fn is_paused(&self) -> bool {
+        *self.inner.paused.borrow()
     }
 
     /// Performance over a window, from the journal: per agent and overall over the steps
@@ -1038,9 +1063,14 @@ impl Inner {
         })
     }
 
-    /// Feeds queued tasks into free slots until shutdown.
+    /// Feeds queued tasks into free slots until shutdown, except while paused.
     async fn dispatch(self: Arc<Self>) {
+        let mut paused = self.paused.subscribe();
         loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                r = paused.wait_for(|p| !*p) => if r.is_err() { return },
+            }
             let permit = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 permit = Arc::clone(&self.slots).acquire_owned() => match permit {
@@ -1050,6 +1080,8 @@ impl Inner {
             };
             let task_id = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
+                // Paused while waiting for a task: nothing was taken; wait for the resume.
+                _ = paused.wait_for(|p| *p) => continue,
                 id = self.queue.pop() => id,
             };
             let inner = Arc::clone(&self);

@@ -494,3 +494,28 @@ async fn analytics_and_recent_records_follow_what_ran() {
     }
     o.shutdown().await;
 }
+
+/// While paused, submitted tasks are journaled and wait in the queue; resuming runs them.
+#[tokio::test]
+async fn a_paused_orchestrator_queues_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Scripted::new([]);
+    let o = start(dir.path(), p.clone(), config(4)).await;
+    assert!(!o.set_paused(true));
+    assert!(o.is_paused() && o.stats().paused);
+    let t = o
+        .submit(pipeline("waits", &["code_generation"]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(o.task(&t.id).await.unwrap().status, TaskStatus::Queued);
+    assert_eq!(o.stats().queued_tasks, 1);
+    assert_eq!(p.calls.load(Ordering::SeqCst), 0);
+    assert!(o.set_paused(false));
+    assert_eq!(
+        o.wait_for(&t.id).await.unwrap().status,
+        TaskStatus::Completed
+    );
+    assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+    o.shutdown().await;
+}
