@@ -1,44 +1,13 @@
-// What the dashboard knows about the SutazAI API: where it lives, how to ask it, and how
-// to read its answers without trusting their shape. Everything here is free of the DOM so
-// it can be tested against a real HTTP server under Node.
+// The API client: where the API lives, how to ask it, and how its failures reach the
+// page. Every error the API sends is `{code, message}` (ARCHITECTURE.md); the client turns
+// it into an `ApiError` whose `message` is the API's own words, so views show exactly
+// what the server said. Free of the DOM so it is tested against a real HTTP server.
 
 /** Where `sutazai serve` listens unless told otherwise (the spec's base URL). */
 export const DEFAULT_API = "http://127.0.0.1:8000";
 
-/** How long one request may take before the API counts as not reachable. */
-export const REQUEST_TIMEOUT_MS = 4000;
-
-/** `/health`, normalised. */
-export interface Health {
-  /** The API's own word for its state ("healthy", "degraded", ...). */
-  status: string;
-  /** Overall health as a fraction 0..1, or null when the API did not say. */
-  systemHealth: number | null;
-}
-
-/** The task counters of `/status`; null where the API did not report one. */
-export interface Status {
-  activeTasks: number | null;
-  queuedTasks: number | null;
-}
-
-/** One entry of `/agents`, with every field present so the view never checks. */
-export interface Agent {
-  id: string;
-  name: string;
-  category: string;
-  role: string;
-  status: string;
-  capabilities: string[];
-}
-
-/** A request that may have failed on its own without taking the page down. */
-export type Part<T> = { ok: true; value: T } | { ok: false; error: string };
-
-/** One poll of the API: either it answered `/health`, or it is not reachable. */
-export type Snapshot =
-  | { kind: "up"; health: Health; status: Part<Status>; agents: Part<Agent[]>; at: Date }
-  | { kind: "down"; error: string; at: Date };
+/** How long an ordinary request may take before it counts as unanswered. */
+export const REQUEST_TIMEOUT_MS = 15_000;
 
 /** The subset of `fetch` this module uses, so callers may pass `window.fetch` bound. */
 export type Fetch = (input: string, init?: RequestInit) => Promise<Response>;
@@ -58,140 +27,307 @@ export function resolveApiBase(injected: unknown, location: { protocol: string; 
   return DEFAULT_API;
 }
 
-type Json = Record<string, unknown>;
+/** The WebSocket URL of `path` under an http(s) base. */
+export function wsUrl(base: string, path: string, query: Query = {}): string {
+  const url = base.replace(/^http:/i, "ws:").replace(/^https:/i, "wss:");
+  return `${url}${path}${queryString(query)}`;
+}
 
-function isRecord(value: unknown): value is Json {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
+/** Query parameters; `undefined`, `null` and `""` are left out. */
+export type Query = Record<string, string | number | boolean | null | undefined>;
+
+/** `?a=1&b=x` (or "" when nothing is left), values URL-encoded. */
+export function queryString(query: Query): string {
+  const parts: string[] = [];
+  for (const [key, value] of Object.entries(query)) {
+    if (value === undefined || value === null || value === "") continue;
+    parts.push(`${encodeURIComponent(key)}=${encodeURIComponent(String(value))}`);
+  }
+  return parts.length === 0 ? "" : `?${parts.join("&")}`;
 }
 
 /**
- * Some answers wrap their payload in `{data: ...}` (as the spec's WebSocket messages do);
- * the wrapped fields win over the envelope's own.
+ * A failed request. `message` is what the page shows: the API's `message` when it sent
+ * `{code, message}`, otherwise a description of what went wrong on the way. `code` is the
+ * API's stable code, or one of this client's: `unreachable`, `timeout`, `http_<status>`,
+ * `bad_answer`, `aborted`.
  */
-function payload(body: unknown): Json {
-  if (!isRecord(body)) return {};
-  return isRecord(body.data) ? { ...body, ...body.data } : body;
-}
+export class ApiError extends Error {
+  readonly code: string;
+  /** HTTP status; 0 when no answer came. */
+  readonly status: number;
+  /** Seconds the API asked to wait (`Retry-After`), when it said. */
+  readonly retryAfter: number | null;
 
-function text(value: unknown, fallback: string): string {
-  if (typeof value === "string" && value.trim() !== "") return value.trim();
-  if (typeof value === "number" && Number.isFinite(value)) return String(value);
-  return fallback;
-}
-
-/** A count, or the length of a list the API returned in its place. */
-function count(value: unknown): number | null {
-  if (typeof value === "number" && Number.isFinite(value) && value >= 0) return Math.floor(value);
-  if (Array.isArray(value)) return value.length;
-  return null;
-}
-
-/** Reads health as a fraction: 0.93, 93 and "93%" all mean 93 %. */
-function fraction(value: unknown): number | null {
-  let n: number;
-  if (typeof value === "number") n = value;
-  else if (typeof value === "string" && value.trim() !== "") n = Number.parseFloat(value);
-  else return null;
-  if (!Number.isFinite(n) || n < 0) return null;
-  const percent = n > 1 || (typeof value === "string" && value.includes("%"));
-  return Math.min(1, percent ? n / 100 : n);
-}
-
-export function parseHealth(body: unknown): Health {
-  const data = payload(body);
-  return {
-    status: text(data.status, "unknown"),
-    systemHealth: fraction(data.system_health),
-  };
-}
-
-export function parseStatus(body: unknown): Status {
-  const data = payload(body);
-  return {
-    activeTasks: count(data.active_tasks),
-    queuedTasks: count(data.queued_tasks),
-  };
-}
-
-function capability(value: unknown): string | null {
-  if (typeof value === "string" && value.trim() !== "") return value.trim();
-  if (isRecord(value)) return typeof value.name === "string" && value.name !== "" ? value.name : null;
-  return null;
-}
-
-export function parseAgents(body: unknown): Agent[] {
-  let list: unknown = body;
-  if (isRecord(body)) list = Array.isArray(body.agents) ? body.agents : payload(body).agents;
-  if (!Array.isArray(list)) return [];
-  const agents: Agent[] = [];
-  for (const item of list) {
-    if (!isRecord(item)) continue;
-    const id = text(item.id, "");
-    const name = text(item.name, id);
-    if (name === "") continue;
-    const caps = Array.isArray(item.capabilities) ? item.capabilities : [];
-    agents.push({
-      id: id === "" ? name : id,
-      name,
-      category: text(item.category, ""),
-      role: text(item.role, ""),
-      status: text(item.status, "unknown"),
-      capabilities: caps.map(capability).filter((c): c is string => c !== null),
-    });
+  constructor(code: string, message: string, status = 0, retryAfter: number | null = null) {
+    super(message);
+    this.name = "ApiError";
+    this.code = code;
+    this.status = status;
+    this.retryAfter = retryAfter;
   }
-  return agents;
 }
 
-/** GETs `path` under `base` and decodes JSON; throws an Error whose message is shown as is. */
-export async function getJson(base: string, path: string, fetchFn: Fetch, timeoutMs = REQUEST_TIMEOUT_MS): Promise<unknown> {
-  const controller = new AbortController();
-  const timer = setTimeout(() => controller.abort(), timeoutMs);
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The `{code, message}` of an error body, if that is what it is. */
+export function errorBody(body: unknown): { code: string; message: string } | null {
+  if (isRecord(body) && typeof body.code === "string" && typeof body.message === "string") {
+    return { code: body.code, message: body.message };
+  }
+  // NDJSON streams end with `{"error": {code, message}}` on failure.
+  if (isRecord(body) && isRecord(body.error)) return errorBody(body.error);
+  return null;
+}
+
+/** Turns a non-2xx response into an ApiError carrying the API's message. */
+export async function errorFromResponse(response: Response, what: string): Promise<ApiError> {
+  const retry = Number.parseInt(response.headers.get("retry-after") ?? "", 10);
+  const retryAfter = Number.isFinite(retry) ? retry : null;
+  let text = "";
   try {
+    text = await response.text();
+  } catch {
+    // The body could not be read: the status is all there is.
+  }
+  try {
+    const body = errorBody(JSON.parse(text));
+    if (body) return new ApiError(body.code, body.message, response.status, retryAfter);
+  } catch {
+    // Not JSON: fall through.
+  }
+  const reason = response.statusText ? ` ${response.statusText}` : "";
+  return new ApiError(`http_${response.status}`, `${what}: HTTP ${response.status}${reason}`, response.status, retryAfter);
+}
+
+/**
+ * Incremental NDJSON decoder: feed it text as it arrives, get back each complete JSON
+ * line. Blank lines are skipped; a line that is not JSON throws (the stream is broken).
+ */
+export class NdjsonDecoder {
+  private rest = "";
+
+  push(text: string): unknown[] {
+    this.rest += text;
+    const lines = this.rest.split("\n");
+    this.rest = lines.pop() ?? "";
+    return lines.flatMap((line) => this.parse(line));
+  }
+
+  /** Whatever is left once the stream ended (a last line without its newline). */
+  end(): unknown[] {
+    const line = this.rest;
+    this.rest = "";
+    return this.parse(line);
+  }
+
+  private parse(line: string): unknown[] {
+    const trimmed = line.trim();
+    if (trimmed === "") return [];
+    try {
+      return [JSON.parse(trimmed)];
+    } catch {
+      throw new ApiError("bad_answer", `a streamed line is not JSON: ${trimmed.slice(0, 80)}`);
+    }
+  }
+}
+
+/**
+ * Reads an NDJSON body to its end, calling `onItem` for each line as it arrives. Returns
+ * how many items came. Stops early (without error) when `signal` aborts.
+ */
+export async function readNdjson(
+  body: ReadableStream<Uint8Array>,
+  onItem: (item: unknown) => void,
+  signal?: AbortSignal,
+): Promise<number> {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  const lines = new NdjsonDecoder();
+  let count = 0;
+  const abort = (): void => {
+    void reader.cancel().catch(() => undefined);
+  };
+  signal?.addEventListener("abort", abort, { once: true });
+  try {
+    for (;;) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await reader.read();
+      } catch (err) {
+        if (signal?.aborted) return count;
+        throw new ApiError("unreachable", `the stream broke off: ${describe(err)}`);
+      }
+      if (chunk.done) break;
+      for (const item of lines.push(decoder.decode(chunk.value, { stream: true }))) {
+        count += 1;
+        onItem(item);
+      }
+      if (signal?.aborted) return count;
+    }
+    for (const item of lines.push(decoder.decode())) {
+      count += 1;
+      onItem(item);
+    }
+    for (const item of lines.end()) {
+      count += 1;
+      onItem(item);
+    }
+    return count;
+  } finally {
+    signal?.removeEventListener("abort", abort);
+  }
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export interface RequestOptions {
+  method?: "GET" | "POST" | "PUT" | "DELETE";
+  query?: Query;
+  /** Sent as JSON. */
+  body?: unknown;
+  /** 0 waits for as long as it takes (deploy-all). */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** The API at one base URL. */
+export class Api {
+  readonly base: string;
+  private readonly fetchFn: Fetch;
+
+  constructor(base: string, fetchFn: Fetch) {
+    this.base = base;
+    this.fetchFn = fetchFn;
+  }
+
+  url(path: string, query: Query = {}): string {
+    return `${this.base}${path}${queryString(query)}`;
+  }
+
+  /** Sends a request and returns the response once its headers arrived and it is 2xx. */
+  async send(path: string, options: RequestOptions = {}): Promise<Response> {
+    const method = options.method ?? "GET";
+    const what = `${method} ${path}`;
+    const controller = new AbortController();
+    const timeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
+    let timedOut = false;
+    const timer =
+      timeoutMs > 0
+        ? setTimeout(() => {
+            timedOut = true;
+            controller.abort();
+          }, timeoutMs)
+        : undefined;
+    const outer = options.signal;
+    const forward = (): void => controller.abort();
+    if (outer?.aborted) controller.abort();
+    outer?.addEventListener("abort", forward, { once: true });
+    const headers: Record<string, string> = { Accept: "application/json" };
+    if (options.body !== undefined) headers["Content-Type"] = "application/json";
     let response: Response;
     try {
-      response = await fetchFn(`${base}${path}`, {
+      response = await this.fetchFn(this.url(path, options.query), {
+        method,
+        headers,
+        body: options.body === undefined ? undefined : JSON.stringify(options.body),
         signal: controller.signal,
-        headers: { Accept: "application/json" },
       });
     } catch (err) {
-      if (controller.signal.aborted) throw new Error(`GET ${path}: no answer within ${timeoutMs / 1000} s`);
-      throw new Error(`GET ${path}: ${err instanceof Error ? err.message : String(err)}`);
+      if (timedOut) throw new ApiError("timeout", `${what}: no answer within ${timeoutMs / 1000} s`);
+      if (outer?.aborted) throw new ApiError("aborted", `${what}: cancelled`);
+      throw new ApiError("unreachable", `${what}: the API is not reachable (${describe(err)})`);
+    } finally {
+      clearTimeout(timer);
+      outer?.removeEventListener("abort", forward);
     }
-    if (!response.ok) throw new Error(`GET ${path}: HTTP ${response.status}`);
+    if (!response.ok) throw await errorFromResponse(response, what);
+    return response;
+  }
+
+  /** A JSON request; resolves to the decoded answer. */
+  async request<T>(path: string, options: RequestOptions = {}): Promise<T> {
+    const response = await this.send(path, options);
+    const text = await response.text();
+    if (text.trim() === "") return undefined as T;
     try {
-      return await response.json();
+      return JSON.parse(text) as T;
     } catch {
-      throw new Error(`GET ${path}: the answer is not JSON`);
+      throw new ApiError("bad_answer", `${options.method ?? "GET"} ${path}: the answer is not JSON`, response.status);
     }
-  } finally {
-    clearTimeout(timer);
+  }
+
+  get<T>(path: string, query: Query = {}, signal?: AbortSignal): Promise<T> {
+    return this.request<T>(path, { query, signal });
+  }
+
+  post<T>(path: string, body?: unknown, options: Omit<RequestOptions, "method" | "body"> = {}): Promise<T> {
+    return this.request<T>(path, { ...options, method: "POST", body });
+  }
+
+  put<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>(path, { method: "PUT", body });
+  }
+
+  del<T>(path: string): Promise<T> {
+    return this.request<T>(path, { method: "DELETE" });
+  }
+
+  /**
+   * An NDJSON stream (image pulls, followed logs, streamed stats): calls `onItem` per
+   * line until the server ends it or `signal` aborts. A `{"error": {code, message}}`
+   * line ends the stream with that error.
+   */
+  async stream(path: string, options: RequestOptions, onItem: (item: unknown) => void): Promise<number> {
+    const response = await this.send(path, { ...options, timeoutMs: options.timeoutMs ?? 0 });
+    if (response.body === null) throw new ApiError("bad_answer", `${path}: the answer has no body`);
+    let failure: ApiError | null = null;
+    const count = await readNdjson(
+      response.body,
+      (item) => {
+        const error = isRecord(item) && "error" in item ? errorBody(item) : null;
+        if (error) failure = new ApiError(error.code, error.message, response.status);
+        else onItem(item);
+      },
+      options.signal,
+    );
+    if (failure) throw failure;
+    return count;
   }
 }
 
-async function part<T>(request: Promise<unknown>, parse: (body: unknown) => T): Promise<Part<T>> {
-  try {
-    return { ok: true, value: parse(await request) };
-  } catch (err) {
-    return { ok: false, error: err instanceof Error ? err.message : String(err) };
-  }
-}
-
-/** Polls the three endpoints at once; `/health` failing means the API is down. */
-export async function loadSnapshot(base: string, fetchFn: Fetch, timeoutMs = REQUEST_TIMEOUT_MS): Promise<Snapshot> {
-  const [health, status, agents] = await Promise.all([
-    part(getJson(base, "/health", fetchFn, timeoutMs), parseHealth),
-    part(getJson(base, "/status", fetchFn, timeoutMs), parseStatus),
-    part(getJson(base, "/agents", fetchFn, timeoutMs), parseAgents),
-  ]);
-  const at = new Date();
-  if (!health.ok) return { kind: "down", error: health.error, at };
-  return { kind: "up", health: health.value, status, agents, at };
-}
-
-/** Buckets a status word into the three colours the view uses. */
-export function tone(status: string): "good" | "warn" | "bad" {
-  const s = status.toLowerCase();
-  if (["healthy", "ok", "up", "active", "idle", "ready", "running", "online"].includes(s)) return "good";
-  if (["degraded", "warning", "busy", "starting", "pending", "unknown"].includes(s)) return "warn";
+/** Buckets a status word into the colours the views use. */
+export function tone(status: string | null | undefined): "good" | "warn" | "bad" | "idle" {
+  const s = (status ?? "").toLowerCase();
+  if (
+    ["healthy", "ok", "up", "running", "completed", "delivered", "done", "sent", "true", "alive", "available", "ready"].includes(
+      s,
+    )
+  )
+    return "good";
+  if (
+    [
+      "degraded",
+      "warning",
+      "partial",
+      "starting",
+      "queued",
+      "awaiting_approval",
+      "pending",
+      "retrying",
+      "restarting",
+      "silent",
+      "paused",
+    ].includes(s)
+  )
+    return "warn";
+  if (
+    ["", "unknown", "none", "absent", "stopped", "cancelled", "resolved", "info", "exited", "created", "acknowledged"].includes(s)
+  )
+    return "idle";
   return "bad";
 }
