@@ -379,5 +379,26 @@ async fn only_the_desktop_window_origin_may_call_cross_origin() {
             .map(|v| v.to_str().unwrap_or_default().to_owned());
         assert_eq!(got.as_deref() == Some(origin), allowed, "{origin}: {got:?}");
     }
+    // Every method the dashboard uses is allowed from the window (PUT: alert rules).
+    for method in ["GET", "POST", "PUT", "DELETE"] {
+        let r = client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/alerts/rules/x", stack.base),
+            )
+            .header("origin", "tauri://localhost")
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .unwrap();
+        let allowed = r
+            .headers()
+            .get("access-control-allow-methods")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(allowed.contains(method), "{method} not in {allowed:?}");
+    }
     stack.stop().await;
 }

@@ -45,6 +45,30 @@ async fn metrics_host_samples_and_alert_routes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let latest = &host["latest"];
+    // `since` answers only newer samples (the dashboard's live graphs poll with it).
+    let last_at = host["history"].as_array().unwrap().last().unwrap()["at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let newer = get_json(
+        &client,
+        format!(
+            "{base}/monitoring/host?since={}",
+            last_at.replace('+', "%2B")
+        ),
+    )
+    .await;
+    assert!(
+        newer["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["at"].as_str().unwrap() > last_at.as_str()),
+        "{newer}"
+    );
+    assert!(
+        newer["history"].as_array().unwrap().len() < host["history"].as_array().unwrap().len() + 2
+    );
     assert!(
         latest["memory_total_bytes"].as_u64().unwrap() > 0,
         "{latest}"

@@ -184,7 +184,7 @@ fn desktop_cors() -> CorsLayer {
             HeaderValue::from_static("http://tauri.localhost"),
             HeaderValue::from_static("https://tauri.localhost"),
         ])
-        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
 }
 

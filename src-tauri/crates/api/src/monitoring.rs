@@ -122,13 +122,29 @@ pub(crate) async fn set_rule(
     Ok(Json(monitor(&state)?.set_rule(rule)?))
 }
 
+/// Parameters of `GET /monitoring/host`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct HostParams {
+    /// ISO 8601: only samples taken after this go into `history` (a live graph asks for
+    /// what it has not got yet instead of the whole hour).
+    since: Option<String>,
+}
+
 /// `GET /monitoring/host`: the latest host sample and the recent ones (for graphs).
-#[utoipa::path(get, path = "/monitoring/host",
-    responses((status = 200, body = HostSnapshot), (status = 503, body = crate::error::ErrorBody)))]
-pub(crate) async fn host(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/monitoring/host", params(HostParams),
+    responses((status = 200, body = HostSnapshot), (status = 400, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+pub(crate) async fn host(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<HostParams>,
+) -> Result<Json<Value>, ApiError> {
     let monitor = monitor(&state)?;
+    let since = crate::routes::parse_date("since", params.since.as_deref())?;
     let recent = monitor.host_history();
-    let history: Vec<&HostSnapshot> = recent.iter().map(AsRef::as_ref).collect();
+    let history: Vec<&HostSnapshot> = recent
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|s| since.is_none_or(|t| s.at > t))
+        .collect();
     Ok(Json(json!({
         "latest": monitor.host().as_deref(),
         "history": history,
