@@ -1,6 +1,8 @@
 // Entry point of the dashboard: finds the API, opens `/ws`, and renders the shell (sidebar,
 // header, the view the URL's hash names, alert toasts).
 
+// First: fixes an invalid navigator.language before uPlot's module reads it.
+import "./locale";
 import { render } from "preact";
 import { resolveApiBase } from "./api";
 import "./style.css";

@@ -44,10 +44,22 @@ impl From<InfraError> for ApiError {
     }
 }
 
+/// An error with a stable code, as streamed answers report it.
+pub(crate) trait Coded: std::fmt::Display {
+    /// The stable code.
+    fn code(&self) -> &str;
+}
+
+impl Coded for InfraError {
+    fn code(&self) -> &str {
+        InfraError::code(self)
+    }
+}
+
 /// A streamed answer of one JSON line per item (`application/x-ndjson`); an error item
 /// becomes a `{"error": {code, message}}` line.
-fn ndjson<T: serde::Serialize + Send + 'static>(
-    items: futures::stream::BoxStream<'static, Result<T, InfraError>>,
+pub(crate) fn ndjson<T: serde::Serialize + Send + 'static, E: Coded + Send + 'static>(
+    items: futures::stream::BoxStream<'static, Result<T, E>>,
 ) -> Response {
     let body = items.map(|item| {
         let value = match item {

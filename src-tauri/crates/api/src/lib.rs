@@ -10,6 +10,9 @@
 //!   letters, `/workers`, the bus section of `/status`); `ws`: the two WebSocket
 //!   endpoints; `health`: the health computation shared by `/health`, `/status` and the
 //!   `system_status` event.
+//! - `infra`: the Docker services' routes; `monitoring`: alerts, host samples, time
+//!   series, `/metrics`; [`setup`]: the first-run routes (`/setup/doctor`,
+//!   `/models/pull`) the serving process provides.
 //! - `openapi`: the OpenAPI document.
 //!
 //! Only this crate knows HTTP and JSON DTOs; the orchestrator's types are serialised as
@@ -21,6 +24,7 @@ mod health;
 mod infra;
 mod messages;
 mod monitoring;
+pub mod setup;
 mod openapi;
 mod routes;
 mod ws;
@@ -72,6 +76,8 @@ pub struct AppState {
     pub(crate) infra: Option<sutazai_infra::Infra>,
     /// Host sampling and alerts; `None` where this process does not run them.
     pub(crate) monitor: Option<sutazai_monitor::Monitor>,
+    /// First-run checks and model pulls; `None` where this process does not offer them.
+    pub(crate) setup: Option<setup::Setup>,
 }
 
 impl AppState {
@@ -84,7 +90,14 @@ impl AppState {
             started: Instant::now(),
             infra: None,
             monitor: None,
+            setup: None,
         }
+    }
+
+    /// The same state offering the first-run routes.
+    pub fn with_setup(mut self, setup: setup::Setup) -> AppState {
+        self.setup = Some(setup);
+        self
     }
 
     /// The same state with host monitoring and alerts.
@@ -141,6 +154,8 @@ pub fn app(state: AppState) -> Router {
         .route("/infrastructure/images/pull", post(infra::pull))
         .route("/analytics/performance", get(routes::analytics))
         .route("/orchestration/pause", post(routes::pause))
+        .route("/setup/doctor", get(setup::doctor))
+        .route("/models/pull", post(setup::pull_model))
         .route("/orchestration/resume", post(routes::resume))
         .route("/alerts", get(monitoring::list_alerts))
         .route(

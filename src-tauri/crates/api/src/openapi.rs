@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::{infra, messages, monitoring, routes};
+use crate::{infra, messages, monitoring, routes, setup};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,6 +39,8 @@ use crate::{infra, messages, monitoring, routes};
         infra::pull,
         routes::analytics,
         routes::pause,
+        setup::doctor,
+        setup::pull_model,
         routes::resume,
         monitoring::list_alerts,
         monitoring::acknowledge_alert,
@@ -49,6 +51,7 @@ use crate::{infra, messages, monitoring, routes};
     ),
     components(schemas(
         crate::error::ErrorBody,
+        setup::PullModel,
         sutazai_core::TaskRequest,
         sutazai_core::Task,
         sutazai_core::Step,

@@ -206,12 +206,86 @@ pub async fn run(config: Option<&Path>) -> Report {
 pub async fn run_with(settings: &Settings) -> Report {
     let mut checks = vec![settings_check(settings)];
     checks.push(data_dir_check(settings).await);
+    checks.push(disk_check(settings).await);
     checks.extend(llm_checks(settings).await);
     checks.push(redis_check(settings).await);
     checks.push(docker_check(settings).await);
     checks.push(agents_check(settings).await);
     checks.push(port_check(settings).await);
     Report::new(checks)
+}
+
+/// The checks as the running server sees them (`GET /setup/doctor`, the dashboard's
+/// first-run flow): its own data directory and port are in use by itself, so those two
+/// are reported as such instead of probed.
+pub async fn run_for_server(settings: &Settings) -> Report {
+    let mut checks = vec![settings_check(settings)];
+    checks.push(
+        Check::pass(
+            "data dir",
+            format!(
+                "{} is in use by this server (journal {})",
+                settings.data_dir.display(),
+                settings.journal_path().display()
+            ),
+        )
+        .essential(),
+    );
+    checks.push(disk_check(settings).await);
+    checks.extend(llm_checks(settings).await);
+    checks.push(redis_check(settings).await);
+    checks.push(docker_check(settings).await);
+    checks.push(agents_check(settings).await);
+    Report::new(checks)
+}
+
+/// Least free space on the data directory's disk before the check fails: models, the
+/// journal and the monitoring history live there.
+const MIN_FREE_BYTES: u64 = 2 << 30;
+
+/// Free space on the disk holding the data directory.
+async fn disk_check(settings: &Settings) -> Check {
+    let dir = settings.data_dir.clone();
+    let found = tokio::task::spawn_blocking(move || {
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        let disks = sysinfo::Disks::new_with_refreshed_list();
+        disks
+            .list()
+            .iter()
+            .filter(|d| dir.starts_with(d.mount_point()))
+            .max_by_key(|d| d.mount_point().as_os_str().len())
+            .map(|d| {
+                (
+                    d.mount_point().display().to_string(),
+                    d.available_space(),
+                    d.total_space(),
+                )
+            })
+    })
+    .await
+    .ok()
+    .flatten();
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    match found {
+        None => Check::skip("disk", "could not find the disk holding the data directory"),
+        Some((mount, free, total)) if free < MIN_FREE_BYTES => Check::fail(
+            "disk",
+            format!(
+                "{:.1} GiB free of {:.1} GiB on {mount}",
+                gib(free),
+                gib(total)
+            ),
+            "free some space (models take several GiB), or set SUTAZAI_DATA_DIR to a larger disk",
+        ),
+        Some((mount, free, total)) => Check::pass(
+            "disk",
+            format!(
+                "{:.1} GiB free of {:.1} GiB on {mount}",
+                gib(free),
+                gib(total)
+            ),
+        ),
+    }
 }
 
 fn settings_check(settings: &Settings) -> Check {

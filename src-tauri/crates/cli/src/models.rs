@@ -93,3 +93,54 @@ pub async fn run(cmd: &ModelsCmd, settings: &Settings, json: bool) -> anyhow::Re
         }
     }
 }
+
+/// `POST /models/pull` for the API: pulls through the default provider, progress as a
+/// stream of JSON values ending with `{"status": "success"}` (or an error item). Refused
+/// up front (422 `not_supported`) where the default provider is OpenAI-compatible.
+pub fn pull_for_api(settings: &Settings) -> sutazai_api::setup::PullFn {
+    use futures::StreamExt;
+    use sutazai_api::setup::SetupError;
+    let name = settings.default_provider.clone();
+    let provider = settings.default_provider_settings().cloned();
+    std::sync::Arc::new(move |model: String| {
+        let Some(provider_settings) = provider.as_ref() else {
+            return Err(SetupError {
+                code: "not_configured",
+                message: format!("the default provider `{name}` is not configured"),
+                status: 500,
+            });
+        };
+        if provider_settings.kind != ProviderKind::Ollama {
+            return Err(SetupError {
+                code: "not_supported",
+                message: format!(
+                    "the default provider `{name}` is OpenAI-compatible; pulling models is an Ollama feature — load the model in that server instead"
+                ),
+                status: 422,
+            });
+        }
+        let ollama = OllamaProvider::new(&name, &provider_settings.base_url, ProviderOptions::default())
+            .map_err(|e| SetupError {
+                code: "not_configured",
+                message: format!("configuring provider `{name}`: {e}"),
+                status: 500,
+            })?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let base_url = provider_settings.base_url.clone();
+        tokio::spawn(async move {
+            let progress = |p: &PullProgress| {
+                let _ = tx.send(Ok(serde_json::to_value(p).unwrap_or_default()));
+            };
+            let outcome = ollama.pull(&model, &progress).await;
+            let _ = tx.send(match outcome {
+                Ok(()) => Ok(serde_json::json!({"status": "success", "model": model})),
+                Err(e) => Err(SetupError {
+                    code: "pull_failed",
+                    message: format!("pulling `{model}` from {base_url}: {e}"),
+                    status: 502,
+                }),
+            });
+        });
+        Ok(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
+    })
+}

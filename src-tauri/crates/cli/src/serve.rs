@@ -352,9 +352,22 @@ async fn serve_bound(
             monitor: monitor.clone(),
         });
     }
+    let doctor_settings = settings.clone();
+    let setup = sutazai_api::setup::Setup {
+        doctor: std::sync::Arc::new(move || {
+            let settings = doctor_settings.clone();
+            Box::pin(async move {
+                serde_json::to_value(crate::doctor::run_for_server(&settings).await)
+                    .unwrap_or_default()
+            })
+        }),
+        pull_model: crate::models::pull_for_api(&settings),
+        default_model: settings.model.clone(),
+    };
     let state = AppState::new(orchestrator.clone(), api_config(&settings))
         .with_infra(infra)
-        .with_monitor(monitor);
+        .with_monitor(monitor)
+        .with_setup(setup);
     let url = client_url(addr);
     tracing::info!("listening on http://{addr} (dashboard: {url}/)");
     if settings.ui_dir.is_none() {
