@@ -28,7 +28,11 @@ async fn doctor_and_model_pull_for_the_welcome_flow() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["name"].as_str().is_some_and(|n| n.starts_with(name)))
+            .find(|c| {
+                c["name"]
+                    .as_str()
+                    .is_some_and(|n| n.to_lowercase().starts_with(name))
+            })
             .map(|c| c["status"].as_str().unwrap_or("").to_owned())
     };
     assert_eq!(status("data dir").as_deref(), Some("pass"), "{report}");
@@ -39,10 +43,13 @@ async fn doctor_and_model_pull_for_the_welcome_flow() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["name"] == "docker")
+        .find(|c| c["name"] == "Docker")
         .unwrap();
     assert_eq!(docker["status"], "fail", "{docker}");
-    assert!(docker["hint"].as_str().is_some_and(|h| !h.is_empty()), "{docker}");
+    assert!(
+        docker["hint"].as_str().is_some_and(|h| !h.is_empty()),
+        "{docker}"
+    );
     assert_eq!(report["ok"], true, "only optional checks fail: {report}");
     println!(
         "doctor: {}",
@@ -50,7 +57,11 @@ async fn doctor_and_model_pull_for_the_welcome_flow() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|c| format!("{}={}", c["name"].as_str().unwrap(), c["status"].as_str().unwrap()))
+            .map(|c| format!(
+                "{}={}",
+                c["name"].as_str().unwrap(),
+                c["status"].as_str().unwrap()
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -63,10 +74,7 @@ async fn doctor_and_model_pull_for_the_welcome_flow() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 200);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/x-ndjson"
-    );
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
     let text = response.text().await.unwrap();
     let lines: Vec<Value> = text
         .lines()
@@ -74,7 +82,9 @@ async fn doctor_and_model_pull_for_the_welcome_flow() {
         .collect();
     assert!(lines.len() >= 2, "{text}");
     assert!(
-        lines.iter().any(|l| l["total"].as_u64().is_some_and(|t| t > 0)),
+        lines
+            .iter()
+            .any(|l| l["total"].as_u64().is_some_and(|t| t > 0)),
         "byte progress: {text}"
     );
     let last = lines.last().unwrap();

@@ -24,9 +24,9 @@ mod health;
 mod infra;
 mod messages;
 mod monitoring;
-pub mod setup;
 mod openapi;
 mod routes;
+pub mod setup;
 mod ws;
 
 use std::future::Future;

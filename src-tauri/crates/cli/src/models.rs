@@ -119,12 +119,16 @@ pub fn pull_for_api(settings: &Settings) -> sutazai_api::setup::PullFn {
                 status: 422,
             });
         }
-        let ollama = OllamaProvider::new(&name, &provider_settings.base_url, ProviderOptions::default())
-            .map_err(|e| SetupError {
-                code: "not_configured",
-                message: format!("configuring provider `{name}`: {e}"),
-                status: 500,
-            })?;
+        let ollama = OllamaProvider::new(
+            &name,
+            &provider_settings.base_url,
+            ProviderOptions::default(),
+        )
+        .map_err(|e| SetupError {
+            code: "not_configured",
+            message: format!("configuring provider `{name}`: {e}"),
+            status: 500,
+        })?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let base_url = provider_settings.base_url.clone();
         tokio::spawn(async move {
@@ -141,6 +145,9 @@ pub fn pull_for_api(settings: &Settings) -> sutazai_api::setup::PullFn {
                 }),
             });
         });
-        Ok(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed())
+        Ok(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed())
     })
 }
