@@ -158,6 +158,16 @@ if [ "$WITH_TEST" -eq 1 ]; then
       "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-requests python3-websockets python3-aiosmtpd ||
       die "could not install the python packages requests, websockets and aiosmtpd"
   fi
+  # The dashboard's end-to-end test drives the real window through tauri-driver (with
+  # WebKitWebDriver from webkit2gtk-driver) and a WebdriverIO client.
+  if ! have tauri-driver && [ ! -x "$HOME/.cargo/bin/tauri-driver" ]; then
+    log "tauri-driver 2.1.0 (cargo install, ~30 s)"
+    CARGO_TARGET_DIR=/var/cache/sutazai/tools-target cargo install tauri-driver --locked --version 2.1.0 ||
+      die "could not install tauri-driver"
+  fi
+  if [ -f "$ROOT/tests/ui-e2e/package-lock.json" ]; then
+    npm_ci "$ROOT/tests/ui-e2e"
+  fi
 fi
 
 # --- build cache -------------------------------------------------------------------------------

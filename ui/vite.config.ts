@@ -18,6 +18,8 @@ const paths = [
   "/alerts",
   "/monitoring",
   "/metrics",
+  "/setup",
+  "/models",
 ];
 
 export default defineConfig({

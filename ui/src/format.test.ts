@@ -1,7 +1,8 @@
-// Formatting helpers: units, rounding and the "not reported" dash.
+// Formatting helpers: units, rounding and the "not reported" dash; the page's language.
 
 import { describe, expect, it } from "vitest";
 import { ago, bytes, count, dateTime, duration, elapsed, humanize, NONE, num, percent, rate, ratio, shortId } from "./format";
+import { usableLanguage } from "./locale";
 
 describe("format", () => {
   it("shows percent and fractions", () => {
@@ -69,5 +70,17 @@ describe("format", () => {
     expect(humanize("")).toBe(NONE);
     expect(shortId("0193a5b2-7c4d-7e21-9a10-8b2f4c6d1e0f")).toBe("4c6d1e0f");
     expect(shortId("short")).toBe("short");
+  });
+});
+
+describe("usableLanguage", () => {
+  it("keeps language tags and replaces the POSIX locale WebKitGTK reports under LANG=C", () => {
+    expect(usableLanguage("de-DE")).toBe("de-DE");
+    expect(usableLanguage("en-us")).toBe("en-US");
+    for (const bad of ["C", "POSIX", "C.UTF-8", "", undefined, 42]) expect(usableLanguage(bad), String(bad)).toBe("en-US");
+    expect(usableLanguage("C", "")).toBe("");
+    // What uPlot does with the result while it loads.
+    expect(() => new Intl.NumberFormat(usableLanguage("C"))).not.toThrow();
+    expect(() => new Intl.NumberFormat("C")).toThrow(RangeError);
   });
 });

@@ -1,13 +1,15 @@
-// Entry point of the dashboard: finds the API, opens `/ws`, and renders the shell (sidebar,
-// header, the view the URL's hash names, alert toasts).
+// Entry point of the dashboard: finds the API, opens `/ws`, opens the welcome flow on a
+// first launch, and renders the shell (sidebar, header, the view the URL's hash names,
+// alert toasts).
 
-// First: fixes an invalid navigator.language before uPlot's module reads it.
+// First: it makes `navigator.language` usable before uPlot reads it while loading.
 import "./locale";
 import { render } from "preact";
 import { resolveApiBase } from "./api";
 import "./style.css";
-import { startApp } from "./ui/app-state";
+import { localStore, startApp } from "./ui/app-state";
 import { App } from "./ui/shell";
+import { firstRunHash, welcomeDone } from "./welcome";
 
 declare global {
   interface Window {
@@ -18,6 +20,11 @@ declare global {
 
 const base = resolveApiBase(window.SUTAZAI_API, window.location);
 startApp(base, window.fetch.bind(window));
+const firstRun = firstRunHash(window.location.hash, welcomeDone(localStore()));
+if (firstRun !== null) window.history.replaceState(null, "", firstRun);
 const root = document.getElementById("app");
 if (root === null) throw new Error("index.html lacks #app");
+// Preact 11 renders beside what is there: the "Starting…" line has to go first.
+root.replaceChildren();
 render(<App base={base} />, root);
+

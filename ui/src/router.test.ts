@@ -17,6 +17,7 @@ describe("parseHash", () => {
     expect(parseHash("#/infrastructure")).toEqual({ view: "infrastructure" });
     expect(parseHash("#/analytics?range=7d")).toEqual({ view: "analytics", range: "7d" });
     expect(parseHash("#/alerts")).toEqual({ view: "alerts" });
+    expect(parseHash("#/welcome")).toEqual({ view: "welcome" });
   });
 
   it("accepts hashes without the leading slash and with encoded ids", () => {
@@ -29,6 +30,7 @@ describe("parseHash", () => {
     expect(parseHash("#/nope")).toEqual({ view: "notfound", path: "/nope" });
     expect(parseHash("#/tasks/a/b")).toEqual({ view: "notfound", path: "/tasks/a/b" });
     expect(parseHash("#/alerts/3")).toEqual({ view: "notfound", path: "/alerts/3" });
+    expect(parseHash("#/welcome/2")).toEqual({ view: "notfound", path: "/welcome/2" });
   });
 });
 
@@ -46,6 +48,7 @@ describe("routeHash", () => {
       { view: "infrastructure" },
       { view: "analytics", range: "30d" },
       { view: "alerts" },
+      { view: "welcome" },
     ];
     for (const route of routes) expect(parseHash(routeHash(route))).toEqual(route);
     expect(routeHash({ view: "task", taskId: "a b" })).toBe("#/tasks/a%20b");
@@ -54,6 +57,16 @@ describe("routeHash", () => {
   it("puts a task under Tasks in the sidebar, which lists every view", () => {
     expect(navOf({ view: "task", taskId: "t" })).toBe("tasks");
     expect(navOf({ view: "notfound", path: "/x" })).toBeNull();
-    expect(NAV.map((n) => n.view)).toEqual(["overview", "agents", "tasks", "messages", "infrastructure", "analytics", "alerts"]);
+    expect(navOf({ view: "welcome" })).toBe("welcome");
+    expect(NAV.map((n) => n.view)).toEqual([
+      "overview",
+      "agents",
+      "tasks",
+      "messages",
+      "infrastructure",
+      "analytics",
+      "alerts",
+      "welcome",
+    ]);
   });
 });

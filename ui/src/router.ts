@@ -1,7 +1,7 @@
 // Hash routing: `#/tasks/ID`, `#/alerts`, `#/analytics?range=24h`. The desktop shell opens
 // a view by setting the URL's hash (a notification click), so every view has an address.
 
-export type View = "overview" | "agents" | "tasks" | "messages" | "infrastructure" | "analytics" | "alerts";
+export type View = "overview" | "agents" | "tasks" | "messages" | "infrastructure" | "analytics" | "alerts" | "welcome";
 
 export type Route =
   | { view: "overview" }
@@ -12,6 +12,7 @@ export type Route =
   | { view: "infrastructure" }
   | { view: "analytics"; range?: string }
   | { view: "alerts" }
+  | { view: "welcome" }
   | { view: "notfound"; path: string };
 
 /** The sidebar, in order. */
@@ -23,6 +24,7 @@ export const NAV: { view: View; label: string }[] = [
   { view: "infrastructure", label: "Infrastructure" },
   { view: "analytics", label: "Analytics" },
   { view: "alerts", label: "Alerts & Settings" },
+  { view: "welcome", label: "Get started" },
 ];
 
 function decode(segment: string): string {
@@ -67,6 +69,8 @@ export function parseHash(hash: string): Route {
     }
     case "alerts":
       return id === undefined ? { view: "alerts" } : { view: "notfound", path };
+    case "welcome":
+      return id === undefined ? { view: "welcome" } : { view: "notfound", path };
     default:
       return { view: "notfound", path };
   }
@@ -92,6 +96,8 @@ export function routeHash(route: Route): string {
       return route.range ? `#/analytics?range=${enc(route.range)}` : "#/analytics";
     case "alerts":
       return "#/alerts";
+    case "welcome":
+      return "#/welcome";
     case "notfound":
       return `#${route.path}`;
   }

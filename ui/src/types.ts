@@ -538,6 +538,37 @@ export type InfraEvent =
   | { event: "scaled"; service: string; from: number; to: number; reason: string }
   | { event: "docker"; available: boolean; reason: string | null };
 
+/** One check of `GET /setup/doctor` (`sutazai_cli::doctor::Check`). */
+export interface DoctorCheck {
+  /** Display text (`llm endpoint`, `default model`, `docker`, …); the list is the server's. */
+  name: string;
+  status: "pass" | "fail" | "skip";
+  /** A failure means the server cannot work as configured. */
+  essential: boolean;
+  /** What was found. */
+  detail: string;
+  /** What to do about a failure. */
+  hint?: string;
+  /** Further lines (one per bad agent file, …). */
+  notes?: string[];
+}
+
+/** `GET /setup/doctor` (`sutazai_cli::doctor::Report`). */
+export interface DoctorReport {
+  /** Every essential check passed. */
+  ok: boolean;
+  checks: DoctorCheck[];
+}
+
+/** One line of `POST /models/pull` (NDJSON): progress, then `success` or an error. */
+export interface ModelPullLine {
+  status?: string;
+  digest?: string;
+  total?: number;
+  completed?: number;
+  error?: { code: string; message: string };
+}
+
 /** One `/ws` message: orchestrator events, `system_status`, `alert`, `infrastructure`, `lagged`. */
 export interface WsMessage {
   type: string;

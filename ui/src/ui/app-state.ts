@@ -76,3 +76,12 @@ export function listen(listener: Listener): () => void {
     listeners.delete(listener);
   };
 }
+
+/** `localStorage`, or null where the page may not use it (the welcome flow's flag lives there). */
+export function localStore(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}

@@ -80,7 +80,16 @@ export function Loading(props: { what?: string }) {
 export function Progress(props: { fraction: number | null; label?: string; tone?: Tone; testid?: string }) {
   const f = props.fraction;
   return (
-    <div class={`progress ${f === null ? "indeterminate" : ""}`} data-testid={props.testid} title={props.label}>
+    <div
+      class={`progress ${f === null ? "indeterminate" : ""}`}
+      data-testid={props.testid}
+      title={props.label}
+      role="progressbar"
+      aria-label={props.label}
+      aria-valuemin={0}
+      aria-valuemax={100}
+      aria-valuenow={f === null ? undefined : Math.round(f * 100)}
+    >
       <div
         class={`progress-fill tone-bg-${props.tone ?? "good"}`}
         style={{ width: f === null ? "35%" : `${Math.round(f * 1000) / 10}%` }}

@@ -13,6 +13,7 @@ import { Messages } from "../views/messages";
 import { Overview } from "../views/overview";
 import { TaskView } from "../views/task";
 import { Tasks } from "../views/tasks";
+import { Welcome } from "../views/welcome";
 import type { SystemStatus } from "../types";
 import { api, dismissToast, socketState, systemStatus, toasts } from "./app-state";
 import { Pill } from "./components";
@@ -52,6 +53,8 @@ function Page(props: { route: Route }) {
       return <Analytics range={r.range} />;
     case "alerts":
       return <Alerts />;
+    case "welcome":
+      return <Welcome />;
     case "notfound":
       return (
         <div class="view">

@@ -8,10 +8,9 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { ApiError } from "../api";
 import * as f from "../format";
 import type { Columns } from "../host";
-import { describeInfra, emptyPull, foldPull, layerFraction, type PullState } from "../live";
+import { describeInfra, emptyPull, foldPull, type PullState } from "../live";
 import type {
   ContainerInfo,
-  DeployReport,
   InfraEvent,
   InfraStatus,
   LogLine,
@@ -21,7 +20,8 @@ import type {
 } from "../types";
 import { api } from "../ui/app-state";
 import { Chart } from "../ui/chart";
-import { Button, Empty, ErrorNote, Json, Loading, Panel, Pill, Progress, StatusPill } from "../ui/components";
+import { Button, Empty, ErrorNote, Json, Loading, Panel, Progress, StatusPill } from "../ui/components";
+import { DeployProgress, PullBars, useDeployAll } from "../ui/deploy";
 import { asApiError, useAction, useDebounced, usePoll, useSocket } from "../ui/hooks";
 
 const MAX_LOG_LINES = 2000;
@@ -64,30 +64,6 @@ function Unavailable(props: { error: ApiError }) {
       )}
       <p class="muted">The rest of SutazAI works without it; this page checks again every few seconds.</p>
     </section>
-  );
-}
-
-function PullBars(props: { pull: PullState }) {
-  const p = props.pull;
-  return (
-    <div class="pull" data-testid="pull-progress">
-      <div class="pull-head">
-        <span class="mono">{p.reference}</span> <span class="muted">{p.overall}</span> {p.done && <Pill tone="good">done</Pill>}
-      </div>
-      {p.layers.map((l) => {
-        const fraction = layerFraction(l);
-        return (
-          <div class="layer" key={l.id} data-testid="pull-layer">
-            <span class="mono small layer-id">{l.id}</span>
-            <Progress fraction={fraction} tone={fraction === 1 ? "good" : "warn"} />
-            <span class="small layer-status">
-              {l.status}
-              {l.total ? ` ${f.bytes(l.current ?? 0)} / ${f.bytes(l.total)}` : ""}
-            </span>
-          </div>
-        );
-      })}
-    </div>
   );
 }
 
@@ -436,34 +412,23 @@ interface Logged {
 export function Infrastructure() {
   const status = usePoll((signal) => api().get<InfraStatus>("/infrastructure/status", {}, signal), 5000, []);
   const [events, setEvents] = useState<Logged[]>([]);
-  const [pulls, setPulls] = useState<Record<string, PullState>>({});
   const [logs, setLogs] = useState<string | null>(null);
   const [stats, setStats] = useState<string | null>(null);
-  const deploy = useAction<DeployReport>();
-  const deployStarted = useRef(0);
+  const deploy = useDeployAll();
   const reread = useDebounced(status.refresh, 700);
 
   useSocket((m) => {
     if (m.type !== "infrastructure" || typeof m.data !== "object" || m.data === null) return;
     const event = m.data as InfraEvent;
-    if (event.event === "pull") {
-      setPulls((old) => ({ ...old, [event.reference]: foldPull(old[event.reference] ?? emptyPull(event.reference), event) }));
-      return;
-    }
+    // Pulls show as bars under deploy-all (useDeployAll folds them).
+    if (event.event === "pull") return;
     setEvents((old) => [...old, { at: Date.now(), event }].slice(-MAX_EVENTS));
     if (event.event !== "step") reread();
   });
 
   const startDeploy = (): void => {
-    deployStarted.current = Date.now();
-    setPulls({});
-    void deploy
-      .run(() => api().post<DeployReport>("/infrastructure/deploy-all", undefined, { timeoutMs: 0 }))
-      .then(() => status.refresh());
+    void deploy.start().then(() => status.refresh());
   };
-  const deploySteps = events.filter(
-    (e) => e.event.event === "step" && e.at >= deployStarted.current && deployStarted.current > 0,
-  );
   const unavailable = status.error?.code === "docker_unavailable" ? status.error : null;
 
   return (
@@ -483,7 +448,7 @@ export function Infrastructure() {
               <Panel
                 title="Docker"
                 actions={
-                  <Button kind="primary" busy={deploy.busy} onClick={startDeploy} testid="deploy-all">
+                  <Button kind="primary" busy={deploy.action.busy} onClick={startDeploy} testid="deploy-all">
                     Deploy all
                   </Button>
                 }
@@ -496,30 +461,7 @@ export function Infrastructure() {
                   Docker {status.data.docker.version ?? ""} at <span class="mono">{status.data.docker.docker_host}</span> ·
                   project <span class="mono">{status.data.project}</span> · auto-scaling {status.data.auto_scaling ? "on" : "off"}
                 </p>
-                {(deploy.busy || deploy.result || deploy.error || deploySteps.length > 0) && (
-                  <div class="deploy" data-testid="deploy-progress">
-                    {deploy.busy && <Progress fraction={null} label="deploying" />}
-                    <ul class="event-list">
-                      {deploySteps.map((e, i) => {
-                        const d = describeInfra(e.event);
-                        return (
-                          <li key={i} class={`tone-text-${d.tone}`}>
-                            {d.text}
-                          </li>
-                        );
-                      })}
-                    </ul>
-                    {Object.values(pulls).map((p) => (
-                      <PullBars key={p.reference} pull={p} />
-                    ))}
-                    <ErrorNote error={deploy.error} prefix="Deploy-all stopped" />
-                    {deploy.result && (
-                      <p class="ok-note">
-                        Deployed {deploy.result.services.join(", ")} in {f.duration(deploy.result.seconds)}.
-                      </p>
-                    )}
-                  </div>
-                )}
+                <DeployProgress deploy={deploy} />
               </Panel>
               <Panel title={`Services (${status.data.services.length})`}>
                 {status.data.services.length === 0 ? (
@@ -558,10 +500,10 @@ export function Infrastructure() {
             })}
           </ul>
         )}
-        {deploy.result && (
+        {deploy.action.result && (
           <details>
             <summary>Last deploy report</summary>
-            <Json value={deploy.result} />
+            <Json value={deploy.action.result} />
           </details>
         )}
       </Panel>
