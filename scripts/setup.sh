@@ -166,7 +166,7 @@ if [ "$WITH_TEST" -eq 1 ]; then
       die "could not install tauri-driver"
   fi
   if [ -f "$ROOT/tests/ui-e2e/package-lock.json" ]; then
-    npm_ci "$ROOT/tests/ui-e2e"
+    npm_ci "$ROOT/tests/ui-e2e" --ignore-scripts
   fi
 fi
 

@@ -196,6 +196,7 @@ check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 check "cargo test (core, no GUI)" cargo test --no-fail-fast --workspace --exclude sutazai
 check "cargo test (desktop app)" cargo test -p sutazai
 check "desktop app under Xvfb (notifications, tray, single instance)" desktop_app
+check "dashboard end to end in the desktop window (tauri-driver, real model)" bash "$ROOT/tests/desktop/ui-e2e.sh" "$CARGO_TARGET_DIR/debug/sutazai"
 check "dashboard tests" npm --prefix "$ROOT/ui" test --silent
 check "spec examples (Python, unchanged, against sutazai serve)" bash "$ROOT/tests/spec-examples/run.sh"
 

@@ -17,7 +17,7 @@ if [ -z "${INSIDE_SESSION:-}" ]; then
 fi
 driver=$(command -v tauri-driver || echo "$HOME/.cargo/bin/tauri-driver")
 [ -x "$driver" ] || { echo "tauri-driver is not installed (scripts/setup.sh --test installs it)" >&2; exit 2; }
-[ -d "$ROOT/tests/ui-e2e/node_modules" ] || npm ci --prefix "$ROOT/tests/ui-e2e" --silent
+[ -d "$ROOT/tests/ui-e2e/node_modules" ] || npm ci --prefix "$ROOT/tests/ui-e2e" --ignore-scripts --silent
 
 work=$(mktemp -d)
 driver_pid=""

@@ -293,9 +293,33 @@ async function main() {
 
   say("", null, `WebDriver ${cfg.webdriver.href} · API ${cfg.api} · screenshots in ${cfg.shots}`);
   try {
+    // The window first: the app under test runs the API, and starts with the session.
+    await step("open the window", async () => {
+      const port = cfg.webdriver.port ? Number(cfg.webdriver.port) : cfg.webdriver.protocol === "https:" ? 443 : 80;
+      browser = await remote({
+        protocol: cfg.webdriver.protocol.replace(":", ""),
+        hostname: cfg.webdriver.hostname,
+        port,
+        path: cfg.webdriver.pathname || "/",
+        capabilities: cfg.capabilities,
+        logLevel: cfg.logLevel,
+        connectionRetryTimeout: 120_000,
+        connectionRetryCount: 1,
+        waitforTimeout: cfg.timeout,
+      });
+      if (cfg.page) await browser.url(cfg.page);
+      const caps = browser.capabilities;
+      return `session ${browser.sessionId} (${caps.browserName ?? "?"} ${caps.browserVersion ?? ""})`.trim();
+    });
+
     await step("API answers", async () => {
       await mkdir(cfg.shots, { recursive: true });
-      const status = await api("GET", "/status");
+      const status = await until(
+        cfg.timeout,
+        async () => api("GET", "/status").catch(() => null),
+        `the API at ${cfg.api} did not answer within ${cfg.timeout / 1000} s`,
+        250,
+      );
       const agents = await api("GET", "/agents");
       const coders = (agents.agents ?? []).filter((a) => a.capabilities.includes("code_generation") && a.status !== "stopped");
       if (coders.length === 0) throw new Failure("no running agent has the capability code_generation");
@@ -333,24 +357,6 @@ async function main() {
       );
       alertId = String(fired.id);
       return `made rule ${rule.id} fire: alert ${alertId}`;
-    });
-
-    await step("open the window", async () => {
-      const port = cfg.webdriver.port ? Number(cfg.webdriver.port) : cfg.webdriver.protocol === "https:" ? 443 : 80;
-      browser = await remote({
-        protocol: cfg.webdriver.protocol.replace(":", ""),
-        hostname: cfg.webdriver.hostname,
-        port,
-        path: cfg.webdriver.pathname || "/",
-        capabilities: cfg.capabilities,
-        logLevel: cfg.logLevel,
-        connectionRetryTimeout: 120_000,
-        connectionRetryCount: 1,
-        waitforTimeout: cfg.timeout,
-      });
-      if (cfg.page) await browser.url(cfg.page);
-      const caps = browser.capabilities;
-      return `session ${browser.sessionId} (${caps.browserName ?? "?"} ${caps.browserVersion ?? ""})`.trim();
     });
 
     await step("dashboard shows, live over /ws", async () => {
