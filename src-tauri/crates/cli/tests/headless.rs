@@ -523,7 +523,10 @@ fn doctor_reports_each_check_and_passes_without_the_optional_parts() {
         "{stdout}"
     );
     assert!(stdout.contains("essential checks passed"), "{stdout}");
-    assert!(stdout.contains("✓ disk") && stdout.contains("GiB free"), "{stdout}");
+    assert!(
+        stdout.contains("✓ disk") && stdout.contains("GiB free"),
+        "{stdout}"
+    );
     assert!(
         sandbox.path().join("data").join("journal.sqlite3").exists(),
         "the journal was opened"
