@@ -170,7 +170,7 @@ check() {
 # notifications received by the daemon, the tray (with and without a tray host) and its
 # menu, single instance, graceful quit.
 desktop_app() {
-  cargo build -p sutazai && bash "$ROOT/tests/desktop/notifications.sh" "$CARGO_TARGET_DIR/debug/sutazai"
+  cargo build -p sutazai && timeout 600 bash "$ROOT/tests/desktop/notifications.sh" "$CARGO_TARGET_DIR/debug/sutazai"
 }
 
 # Architecture invariant: no core crate pulls in the GUI stack (ARCHITECTURE.md).
@@ -196,7 +196,7 @@ check "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 check "cargo test (core, no GUI)" cargo test --no-fail-fast --workspace --exclude sutazai
 check "cargo test (desktop app)" cargo test -p sutazai
 check "desktop app under Xvfb (notifications, tray, single instance)" desktop_app
-check "dashboard end to end in the desktop window (tauri-driver, real model)" bash "$ROOT/tests/desktop/ui-e2e.sh" "$CARGO_TARGET_DIR/debug/sutazai"
+check "dashboard end to end in the desktop window (tauri-driver, real model)" timeout 900 bash "$ROOT/tests/desktop/ui-e2e.sh" "$CARGO_TARGET_DIR/debug/sutazai"
 check "dashboard tests" npm --prefix "$ROOT/ui" test --silent
 check "spec examples (Python, unchanged, against sutazai serve)" bash "$ROOT/tests/spec-examples/run.sh"
 

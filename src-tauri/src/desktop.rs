@@ -105,8 +105,18 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<()> {
                 tracing::info!(%api, "orchestration API started for the desktop window");
                 *server.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
                 open_dashboard(app.handle(), &api)?;
+                let alive: crate::tray::Alive = {
+                    let server = server.clone();
+                    Arc::new(move || {
+                        server
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .as_ref()
+                            .is_some_and(|s| !s.is_finished())
+                    })
+                };
                 has_tray.store(
-                    crate::tray::install(app.handle(), core, stop.clone()),
+                    crate::tray::install(app.handle(), core, alive, stop.clone()),
                     Ordering::SeqCst,
                 );
                 // SIGTERM / Ctrl-C (logout, `kill`) quit like the tray's Quit: gracefully.

@@ -26,6 +26,11 @@ const PER_SUBJECT: Duration = Duration::from_secs(60);
 /// Most notifications in [`WINDOW`].
 const BURST: usize = 5;
 const WINDOW: Duration = Duration::from_secs(60);
+/// Most notifications waiting for a click at once, each on a thread of its own (some
+/// notification centres keep expired notifications without ever reporting them closed).
+const WAITING: usize = 8;
+/// Most notification ids remembered for replacing.
+const IDS: usize = 256;
 
 /// What the throttle decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,6 +193,8 @@ pub struct Desktop {
     throttle: Arc<Mutex<Throttle>>,
     /// Platform ids of the notifications shown, by key (for replacing them).
     ids: Arc<Mutex<HashMap<String, u32>>>,
+    /// Threads waiting for a click now.
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
     clicks: mpsc::UnboundedSender<String>,
 }
 
@@ -209,6 +216,7 @@ impl Desktop {
             Desktop {
                 throttle: Arc::default(),
                 ids: Arc::default(),
+                waiting: Arc::default(),
                 clicks,
             },
             routes,
@@ -253,20 +261,37 @@ impl Desktop {
         let handle = n.show().map_err(|e| e.to_string())?;
         #[cfg(all(unix, not(target_os = "macos")))]
         {
-            lock(&self.ids).insert(note.key.clone(), handle.id());
-            let clicks = self.clicks.clone();
-            let route = note.route.clone();
+            {
+                let mut ids = lock(&self.ids);
+                if ids.len() >= IDS {
+                    ids.clear();
+                }
+                ids.insert(note.key.clone(), handle.id());
+            }
+            use std::sync::atomic::Ordering;
             // Waits for a click or the notification's closing on a thread of its own
-            // (critical notifications stay until the user acts).
-            let _ = std::thread::Builder::new()
-                .name("sutazai-notification".into())
-                .spawn(move || {
-                    handle.wait_for_action(|action| {
-                        if action == "default" {
-                            let _ = clicks.send(route);
-                        }
+            // (critical notifications stay until the user acts); beyond WAITING such
+            // threads, further notifications are shown without click handling.
+            if self.waiting.fetch_add(1, Ordering::SeqCst) < WAITING {
+                let clicks = self.clicks.clone();
+                let route = note.route.clone();
+                let waiting = self.waiting.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("sutazai-notification".into())
+                    .spawn(move || {
+                        handle.wait_for_action(|action| {
+                            if action == "default" {
+                                let _ = clicks.send(route);
+                            }
+                        });
+                        waiting.fetch_sub(1, Ordering::SeqCst);
                     });
-                });
+                if spawned.is_err() {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                }
+            } else {
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
+            }
         }
         #[cfg(not(all(unix, not(target_os = "macos"))))]
         drop(handle);

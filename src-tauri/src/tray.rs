@@ -114,10 +114,19 @@ pub fn show_dashboard(app: &AppHandle) {
     }
 }
 
+/// Whether the server task still runs.
+pub type Alive = Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// Builds the tray; returns whether it was created (the app must not hide its only window
-/// where it was not). `core` is filled once the server is up.
-pub fn install(app: &AppHandle, core: Arc<OnceLock<Core>>, stop: CancellationToken) -> bool {
-    match build(app, core, stop) {
+/// where it was not). `core` is filled once the server is up; `alive` tells whether the
+/// server still runs (it can fail after binding: data directory locked, journal broken).
+pub fn install(
+    app: &AppHandle,
+    core: Arc<OnceLock<Core>>,
+    alive: Alive,
+    stop: CancellationToken,
+) -> bool {
+    match build(app, core, alive, stop) {
         Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "no tray icon; closing the window will quit the app");
@@ -126,7 +135,12 @@ pub fn install(app: &AppHandle, core: Arc<OnceLock<Core>>, stop: CancellationTok
     }
 }
 
-fn build(app: &AppHandle, core: Arc<OnceLock<Core>>, stop: CancellationToken) -> tauri::Result<()> {
+fn build(
+    app: &AppHandle,
+    core: Arc<OnceLock<Core>>,
+    alive: Alive,
+    stop: CancellationToken,
+) -> tauri::Result<()> {
     let open = MenuItem::with_id(app, "open", "Open dashboard", true, None::<&str>)?;
     let tasks = MenuItem::with_id(app, "tasks", "Active tasks: 0", false, None::<&str>)?;
     let deploy = MenuItem::with_id(app, "deploy", "Deploy all services", true, None::<&str>)?;
@@ -199,7 +213,22 @@ fn build(app: &AppHandle, core: Arc<OnceLock<Core>>, stop: CancellationToken) ->
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(REFRESH) => {}
             }
-            let Some(core) = core.get() else { continue };
+            let running = alive();
+            let Some(core) = core.get() else {
+                if !running && shown != Some(TrayHealth::Down) {
+                    let (health, tooltip) = judge(Figures {
+                        running,
+                        firing: 0,
+                        critical_unheeded: 0,
+                        agents_healthy: 0,
+                        agents_total: 0,
+                    });
+                    let _ = tray.set_icon(Some(icon(health)));
+                    let _ = tray.set_tooltip(Some(&tooltip));
+                    shown = Some(health);
+                }
+                continue;
+            };
             if !listed_services {
                 listed_services = true;
                 for spec in core.infra.catalogue().services() {
@@ -220,7 +249,7 @@ fn build(app: &AppHandle, core: Arc<OnceLock<Core>>, stop: CancellationToken) ->
             let stats = core.orchestrator.stats();
             let (firing, _, unheeded) = core.monitor.firing_summary();
             let (health, tooltip) = judge(Figures {
-                running: true,
+                running,
                 firing,
                 critical_unheeded: unheeded,
                 agents_healthy: stats.agents_healthy,

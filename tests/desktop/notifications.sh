@@ -35,7 +35,7 @@ start_app() {
   env -u SUTAZAI_CONFIG -u REDIS_URL -u SUTAZAI_LOCAL_AGENTS -u SUTAZAI_SERVICES_DIR \
     HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config" \
     ORCHESTRATION_API_HOST=127.0.0.1 ORCHESTRATION_API_PORT="$port" \
-    SUTAZAI_DATA_DIR="$work/data" SUTAZAI_AGENTS_DIR="$work/data/agents" \
+    SUTAZAI_DATA_DIR="$work/${DATA:-data}" SUTAZAI_AGENTS_DIR="$work/${DATA:-data}/agents" \
     OLLAMA_API_URL=http://127.0.0.1:9 SUTAZAI_MAX_ATTEMPTS=1 LOG_LEVEL=info \
     DOCKER_HOST=unix:///nonexistent/sutazai-desktop-test.sock \
     "$BIN" >>"$work/app.log" 2>&1 &
@@ -46,6 +46,19 @@ start_app() {
     sleep 0.2
   done
   fail "the app's API did not come up"
+}
+
+# SIGTERM, then at most 60 s for a graceful stop (a zombie counts as stopped).
+stop_app() {
+  kill "$app_pid" 2>/dev/null || true
+  for _ in $(seq 1 300); do
+    state=$(awk '{print $3}' "/proc/$app_pid/stat" 2>/dev/null || echo gone)
+    [ "$state" = Z ] || [ "$state" = gone ] && break
+    sleep 0.2
+  done
+  [ "$state" = Z ] || [ "$state" = gone ] || fail "the app did not stop within 60 s of SIGTERM"
+  wait "$app_pid" 2>/dev/null || true
+  app_pid=""
 }
 
 # 1. No tray host: the app starts, serves and keeps running.
@@ -98,12 +111,13 @@ done
 echo "ok: $delivered alert(s) record their desktop delivery"
 
 # 3. With a tray host the icon is docked (a window of the app inside trayer's).
-kill "$app_pid"; wait "$app_pid" 2>/dev/null || true; app_pid=""
+stop_app
 if command -v trayer >/dev/null; then
   trayer --edge top --align right --widthtype pixel --width 200 --height 32 >"$work/trayer.log" 2>&1 &
   tray_pid=$!
   sleep 1
-  start_app
+  # A fresh data directory: no alert of the earlier steps comes back to colour the icon.
+  DATA=data-tray start_app
   panel=""; icon=""
   for _ in $(seq 1 75); do
     panel=$(xwininfo -root -tree | awk '/\("panel" "trayer"\)/ {print $1; exit}')

@@ -97,7 +97,10 @@ pub async fn run(cmd: &ModelsCmd, settings: &Settings, json: bool) -> anyhow::Re
 /// `POST /models/pull` for the API: pulls through the default provider, progress as a
 /// stream of JSON values ending with `{"status": "success"}` (or an error item). Refused
 /// up front (422 `not_supported`) where the default provider is OpenAI-compatible.
-pub fn pull_for_api(settings: &Settings) -> sutazai_api::setup::PullFn {
+pub fn pull_for_api(
+    settings: &Settings,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> sutazai_api::setup::PullFn {
     use futures::StreamExt;
     use sutazai_api::setup::SetupError;
     let name = settings.default_provider.clone();
@@ -131,11 +134,18 @@ pub fn pull_for_api(settings: &Settings) -> sutazai_api::setup::PullFn {
         })?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let base_url = provider_settings.base_url.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let progress = |p: &PullProgress| {
                 let _ = tx.send(Ok(serde_json::to_value(p).unwrap_or_default()));
             };
-            let outcome = ollama.pull(&model, &progress).await;
+            // The pull ends with the server (so a quit does not wait for a download) or
+            // when the client went away.
+            let outcome = tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tx.closed() => return,
+                outcome = ollama.pull(&model, &progress) => outcome,
+            };
             let _ = tx.send(match outcome {
                 Ok(()) => Ok(serde_json::json!({"status": "success", "model": model})),
                 Err(e) => Err(SetupError {

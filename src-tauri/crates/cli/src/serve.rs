@@ -361,7 +361,7 @@ async fn serve_bound(
                     .unwrap_or_default()
             })
         }),
-        pull_model: crate::models::pull_for_api(&settings),
+        pull_model: crate::models::pull_for_api(&settings, infra_stop.clone()),
         default_model: settings.model.clone(),
     };
     let state = AppState::new(orchestrator.clone(), api_config(&settings))

@@ -197,7 +197,7 @@ pub struct SeriesData {
 pub struct SeriesAnswer {
     /// The metric.
     pub metric: String,
-    /// Range start (inclusive).
+    /// Range start (inclusive), moved back to a multiple of the step.
     pub start: DateTime<Utc>,
     /// Range end (exclusive).
     pub end: DateTime<Utc>,
@@ -526,27 +526,24 @@ fn run_query(
         .iter()
         .rposition(|t| t.resolution <= query.step)
         .unwrap_or(0);
+    // Points start on multiples of the step, whatever the range's start.
+    let start = start - start.rem_euclid(query.step);
+    let up = |t: i64, to: i64| t + (to - t.rem_euclid(to)) % to;
+    // Tier i keeps what is newer than `now - keep_i`; below that tier i + 1 takes over, at
+    // a boundary on its own bucket edges so that no coarse bucket overlaps finer data.
+    let oldest = |i: usize| match tiers.get(i + 1) {
+        Some(next) => up(now - tiers[i].keep, next.resolution),
+        None => now - tiers[i].keep,
+    };
     // (tier, from, until): the chosen tier where it is complete and kept, finer tiers for
     // what it has not rolled up yet, coarser ones for what it no longer keeps.
     let mut segments: Vec<(usize, i64, i64)> = Vec::new();
-    segments.push((
-        chosen,
-        start.max(now - tiers[chosen].keep),
-        end.min(done[chosen]),
-    ));
+    segments.push((chosen, start.max(oldest(chosen)), end.min(done[chosen])));
     for j in (0..chosen).rev() {
-        segments.push((
-            j,
-            start.max(done[j + 1]).max(now - tiers[j].keep),
-            end.min(done[j]),
-        ));
+        segments.push((j, start.max(done[j + 1]).max(oldest(j)), end.min(done[j])));
     }
     for k in chosen + 1..tiers.len() {
-        segments.push((
-            k,
-            start.max(now - tiers[k].keep),
-            end.min(done[k]).min(now - tiers[k - 1].keep),
-        ));
+        segments.push((k, start.max(oldest(k)), end.min(done[k]).min(oldest(k - 1))));
     }
     segments.retain(|(_, lo, hi)| lo < hi);
 
@@ -597,7 +594,7 @@ fn run_query(
     }
     Ok(SeriesAnswer {
         metric: query.metric.clone(),
-        start: query.start,
+        start: time(start)?,
         end: query.end,
         step: query.step,
         resolution: tiers[chosen].resolution,
@@ -908,6 +905,28 @@ mod tests {
             // The last minute's last bucket is still open (not written).
             assert_eq!(p.count, if i == 24 { 10 } else { 12 }, "{p:?}");
         }
+        // A start inside an hour is moved back to the hour: whole hours, none shifted.
+        let shifted = history
+            .query(q(t0 + 1800, t0 + 3 * 3600, 3600, Some("a")), now)
+            .await
+            .unwrap();
+        assert_eq!(shifted.start, at(t0));
+        let points = &shifted.series[0].points;
+        assert_eq!(
+            points
+                .iter()
+                .map(|p| (p.t - t0, p.count))
+                .collect::<Vec<_>>(),
+            [(0, 720), (3600, 720), (7200, 720)]
+        );
+        // Across the tiers (1 min where rolled up, 10 s after): every sample counted once.
+        // 12,300 s at one sample per 5 s, less the 2 of the bucket still open.
+        let all = history
+            .query(q(t0, t0 + seconds, 300, Some("a")), now)
+            .await
+            .unwrap();
+        let total: u64 = all.series[0].points.iter().map(|p| p.count).sum();
+        assert_eq!(total, 12_300 / 5 - 2);
         // Every subject when none is named.
         let both = history
             .query(q(t0, t0 + 600, 300, None), now)

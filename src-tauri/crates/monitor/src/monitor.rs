@@ -286,9 +286,18 @@ impl Monitor {
                 .map_err(|e| AlertError::History(e.to_string()))??;
             book.next_id = max_id;
             book.evaluator = Evaluator::new(rules);
-            for a in alerts.iter().filter(|a| a.status == "firing") {
-                book.evaluator
-                    .restore(&a.rule_id, &a.subject, a.fired_at, a.acknowledged);
+            let now = Utc::now();
+            let mut alerts = alerts;
+            for a in alerts.iter_mut().filter(|a| a.status == "firing") {
+                // A rule removed or switched off since cannot clear its alert: it is over.
+                if !book
+                    .evaluator
+                    .restore(&a.rule_id, &a.subject, a.fired_at, a.acknowledged)
+                {
+                    a.status = "resolved".into();
+                    a.resolved_at = Some(now);
+                    history.save_alert(a);
+                }
             }
             book.alerts = alerts.into();
         } else {
@@ -360,6 +369,7 @@ impl Monitor {
                             deliveries: Vec::new(),
                         };
                         book.alerts.push_back(record.clone());
+                        self.stored(&record);
                         out.push(record);
                     }
                     AlertChange::Resolved {
@@ -373,7 +383,9 @@ impl Monitor {
                         }) {
                             record.status = "resolved".into();
                             record.resolved_at = Some(at);
-                            out.push(record.clone());
+                            let record = record.clone();
+                            self.stored(&record);
+                            out.push(record);
                         }
                     }
                 }
@@ -389,12 +401,13 @@ impl Monitor {
             }
         }
         for record in &out {
-            self.stored(record);
             let _ = self.changes.send(record.clone());
         }
         out
     }
 
+    /// Queues `record` for the history. Called with the book locked, so the writer gets
+    /// every alert's states in the order they happened (the send never blocks).
     fn stored(&self, record: &AlertRecord) {
         if let Some(history) = &self.history {
             history.save_alert(record);
@@ -441,9 +454,9 @@ impl Monitor {
             if record.status == "firing" {
                 book.evaluator.acknowledge(&record.rule_id, &record.subject);
             }
+            self.stored(&record);
             record
         };
-        self.stored(&record);
         let _ = self.changes.send(record.clone());
         Ok(record)
     }
@@ -457,7 +470,7 @@ impl Monitor {
         attempts: u32,
         error: Option<String>,
     ) {
-        let updated = {
+        {
             let mut book = lock(&self.book);
             let Some(record) = book.alerts.iter_mut().find(|r| r.id == id) else {
                 return;
@@ -473,9 +486,9 @@ impl Monitor {
                 attempts,
                 error,
             });
-            record.clone()
-        };
-        self.stored(&updated);
+            let updated = record.clone();
+            self.stored(&updated);
+        }
     }
 
     /// Replaces a rule (matched by id; unknown ids are refused) after checking it.
@@ -514,12 +527,14 @@ impl Monitor {
                 closed.push(record.clone());
             }
         }
-        drop(book);
+        for record in &closed {
+            self.stored(record);
+        }
         if let Some(history) = &self.history {
             history.save_rule(&rule);
         }
+        drop(book);
         for record in &closed {
-            self.stored(record);
             let _ = self.changes.send(record.clone());
         }
         Ok(rule)

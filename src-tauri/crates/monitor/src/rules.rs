@@ -337,13 +337,17 @@ impl Evaluator {
 
     /// Takes up an alert that was firing when the app last stopped: it stays firing (no
     /// second alert while the condition holds) and resolves when the condition clears.
+    /// False (nothing taken up) when its rule no longer exists or is off.
     pub fn restore(
         &mut self,
         rule_id: &str,
         subject: &str,
         fired_at: DateTime<Utc>,
         acknowledged: bool,
-    ) {
+    ) -> bool {
+        if !self.rules.iter().any(|r| r.id == rule_id && r.enabled) {
+            return false;
+        }
         self.states.insert(
             (rule_id.to_owned(), subject.to_owned()),
             State {
@@ -353,6 +357,7 @@ impl Evaluator {
                 last_fired: Some(fired_at),
             },
         );
+        true
     }
 
     /// Whether the alert of `rule_id` for `subject` fires now (and whether acknowledged).
@@ -490,6 +495,19 @@ mod tests {
             later.extend(e.observe(at(s), &obs(0.1, 0.1)));
         }
         assert!(later.is_empty(), "{later:?}");
+    }
+
+    #[test]
+    fn only_alerts_of_enabled_rules_are_taken_up() {
+        let mut e = Evaluator::new(default_rules());
+        assert!(e.restore("agent_error_rate_high", "coder", at(0), true));
+        assert_eq!(e.firing("agent_error_rate_high", "coder"), Some(true));
+        assert!(!e.restore("a_rule_removed_since", "coder", at(0), false));
+        let mut off = e.rules()[0].clone();
+        off.enabled = false;
+        e.set_rule(off.clone());
+        assert!(!e.restore(&off.id, "coder", at(0), false));
+        assert_eq!(e.firing(&off.id, "coder"), None);
     }
 
     /// A subject that stops reporting (no steps in the window, agent stopped) resolves,

@@ -1079,6 +1079,9 @@ impl Inner {
                 },
             };
             let task_id = tokio::select! {
+                // In this order: a pause that is already set wins over a queued task that
+                // is ready at the same moment (a slot freed while paused starts nothing).
+                biased;
                 _ = self.shutdown.cancelled() => return,
                 // Paused while waiting for a task: nothing was taken; wait for the resume.
                 _ = paused.wait_for(|p| *p) => continue,
