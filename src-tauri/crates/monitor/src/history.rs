@@ -542,8 +542,8 @@ fn run_query(
     for j in (0..chosen).rev() {
         segments.push((j, start.max(done[j + 1]).max(oldest(j)), end.min(done[j])));
     }
-    for k in chosen + 1..tiers.len() {
-        segments.push((k, start.max(oldest(k)), end.min(done[k]).min(oldest(k - 1))));
+    for (k, &done_k) in done.iter().enumerate().skip(chosen + 1) {
+        segments.push((k, start.max(oldest(k)), end.min(done_k).min(oldest(k - 1))));
     }
     segments.retain(|(_, lo, hi)| lo < hi);
 
