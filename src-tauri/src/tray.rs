@@ -177,19 +177,13 @@ fn build(
             &quit,
         ],
     )?;
-    let (health, tooltip) = judge(Figures {
-        running: true,
-        firing: 0,
-        critical_unheeded: 0,
-        agents_healthy: 0,
-        agents_total: 0,
-    });
     let actions = core.clone();
     let pause_item = pause.clone();
     let autostart_item = autostart.clone();
     let tray = TrayIconBuilder::with_id("main")
-        .icon(icon(health))
-        .tooltip(tooltip.replace("no agent is healthy", "starting"))
+        // Neutral until the core reports: the first refresh sets the real health.
+        .icon(icon(TrayHealth::Healthy))
+        .tooltip("SutazAI — starting")
         .menu(&menu)
         .show_menu_on_left_click(true)
         .on_menu_event(move |app, event| {

@@ -453,7 +453,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
                 &tx,
             );
         }
-        let firing = monitor.firing_count();
+        let (firing, _, _) = monitor.firing_summary();
         family(
             &mut out,
             "sutazai_alerts_firing",

@@ -419,16 +419,8 @@ impl Monitor {
         lock(&self.book).alerts.iter().rev().cloned().collect()
     }
 
-    /// How many alerts fire now (without copying the history).
-    pub fn firing_count(&self) -> usize {
-        lock(&self.book)
-            .alerts
-            .iter()
-            .filter(|r| r.status == "firing")
-            .count()
-    }
-
-    /// Alerts firing now: (all, critical, critical and not acknowledged).
+    /// Alerts firing now, without copying the history: (all, critical, critical and not
+    /// acknowledged).
     pub fn firing_summary(&self) -> (usize, usize, usize) {
         let book = lock(&self.book);
         let firing = book.alerts.iter().filter(|r| r.status == "firing");
@@ -638,14 +630,14 @@ mod tests {
             "agent agent-x success rate is 50% (below 90%)"
         );
         assert_eq!(changes.recv().await.unwrap().status, "firing");
-        assert_eq!(monitor.firing_count(), 1);
+        assert_eq!(monitor.firing_summary().0, 1);
         let acked = monitor.acknowledge(fired[0].id).unwrap();
         assert!(acked.acknowledged);
         assert_eq!(monitor.acknowledge(999), Err(AlertError::NotFound(999)));
         let resolved = monitor.evaluate(at(120), &low(0.99));
         assert_eq!(resolved[0].status, "resolved");
         assert_eq!(resolved[0].resolved_at, Some(at(120)));
-        assert_eq!(monitor.firing_count(), 0);
+        assert_eq!(monitor.firing_summary().0, 0);
         assert_eq!(monitor.alerts().len(), 1);
         stop.cancel();
     }
