@@ -29,7 +29,7 @@ launch() { # $1 = data dir
     ORCHESTRATION_API_PORT="$port" SUTAZAI_DATA_DIR="$1" SUTAZAI_AGENTS_DIR="$1/agents" \
     OLLAMA_API_URL="${OLLAMA_API_URL:-http://127.0.0.1:9}" LOG_LEVEL=warn \
     DOCKER_HOST="${DOCKER_HOST:-unix:///nonexistent/sutazai-bench.sock}" \
-    "$BIN" >>"$work/app.log" 2>&1 &
+    ${BENCH_ENV:-} "$BIN" >>"$work/app.log" 2>&1 &
   app_pid=$!
 }
 
@@ -73,16 +73,25 @@ import -window root "$work/overview.png" && cp "$work/overview.png" "${SHOT%.png
 echo "idle: waiting ${IDLE_WAIT} s with the dashboard's Overview open"
 sleep "$IDLE_WAIT"
 pids=$(tree "$app_pid")
-rss=0; pss=0; names=""
+rss=0; pss=0; files=0; names=""
 for p in $pids; do
   r=$(awk '/^Rss:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0)
   q=$(awk '/^Pss:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0)
-  rss=$((rss + r)); pss=$((pss + q))
-  names="$names $(cat /proc/"$p"/comm 2>/dev/null)($((r / 1024)) MiB)"
+  pf=$(awk '/^Pss_File:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0)
+  rss=$((rss + r)); pss=$((pss + q)); files=$((files + pf))
+  a=$(awk '/^Anonymous:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null || echo 0)
+  names="$names $(cat /proc/"$p"/comm 2>/dev/null)(RSS $((r / 1024)), PSS $((q / 1024)), anon $((a / 1024)) MiB)"
 done
 echo "processes:$names"
-echo "memory after ${IDLE_WAIT} s idle: RSS $((rss / 1024)) MiB, PSS $((pss / 1024)) MiB (all processes)"
+echo "memory after ${IDLE_WAIT} s idle: RSS $((rss / 1024)) MiB, PSS $((pss / 1024)) MiB (all processes; of the PSS, $((files / 1024)) MiB is mapped files: the program and its libraries)"
 ticks() { local t=0; for p in $pids; do t=$((t + $(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0))); done; echo $t; }
+declare -A before
+for p in $pids; do before[$p]=$(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0); done
 t0=$(ticks); sleep "$IDLE_MEASURE"; t1=$(ticks)
 hz=$(getconf CLK_TCK)
+for p in $pids; do
+  now=$(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0)
+  echo "  $(cat /proc/"$p"/comm 2>/dev/null): $(python3 -c "print(f'{($now - ${before[$p]}) / $hz / $IDLE_MEASURE * 100:.2f}')") %"
+done
+for x in $(pgrep -x Xvfb); do echo "  (Xvfb, not counted: $(awk '{print $14 + $15}' /proc/$x/stat) ticks total)"; done
 echo "CPU while idle: $(python3 -c "print(f'{($t1 - $t0) / $hz / $IDLE_MEASURE * 100:.2f}')") % of one core over ${IDLE_MEASURE} s"

@@ -193,13 +193,45 @@ fn open_dashboard(app: &AppHandle, api: &str) -> anyhow::Result<()> {
         .iter()
         .find(|window| window.label == MAIN_WINDOW)
         .with_context(|| format!("tauri.conf.json declares no window labelled {MAIN_WINDOW:?}"))?;
-    WebviewWindowBuilder::from_config(app, config)
+    let window = WebviewWindowBuilder::from_config(app, config)
         .context("reading the dashboard window configuration")?
         .initialization_script(api_init_script(api)?)
         .build()
         .context("opening the dashboard window")?;
+    lighten_webview(&window);
     Ok(())
 }
+
+/// Settings that keep the resident dashboard cheap: it is a few panels and charts, not a
+/// game, so WebKit paints it without accelerated compositing (whose layer buffers and
+/// per-frame compositing, done in software where there is no GPU, cost ~150 MiB and most
+/// of the idle CPU: see BENCHMARKS.md), and caches as a document viewer (every resource
+/// is local; there is nothing worth keeping for a next page). `SUTAZAI_WEBVIEW_GPU=1`
+/// keeps WebKit's own choice.
+#[cfg(target_os = "linux")]
+fn lighten_webview(window: &tauri::WebviewWindow) {
+    if std::env::var_os("SUTAZAI_WEBVIEW_GPU").is_some_and(|v| v == "1") {
+        return;
+    }
+    let applied = window.with_webview(|webview| {
+        use webkit2gtk::{
+            CacheModel, HardwareAccelerationPolicy, SettingsExt, WebContextExt, WebViewExt,
+        };
+        let view = webview.inner();
+        if let Some(settings) = WebViewExt::settings(&view) {
+            settings.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+        }
+        if let Some(context) = view.context() {
+            context.set_cache_model(CacheModel::DocumentViewer);
+        }
+    });
+    if let Err(e) = applied {
+        tracing::warn!(error = %e, "could not adjust the dashboard's webview settings");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lighten_webview(_window: &tauri::WebviewWindow) {}
 
 /// The script that hands the API address to the page; the URL goes through JSON encoding so
 /// no configured value can break out of the string literal.

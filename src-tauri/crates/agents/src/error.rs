@@ -29,7 +29,7 @@ pub struct AgentFileError {
 impl AgentFileError {
     /// Builds an error; used by the parser and the directory loader alike so every error
     /// carries the same three parts.
-    pub(crate) fn new(
+    pub fn new(
         path: impl Into<PathBuf>,
         field: Option<String>,
         message: impl Into<String>,

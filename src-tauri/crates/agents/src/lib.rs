@@ -56,5 +56,5 @@ pub mod registry;
 
 pub use error::AgentFileError;
 pub use parse::{parse_agent_file, validate};
-pub use registry::{AgentSource, Registry};
+pub use registry::{AgentSource, Registry, remove_user_file, write_user_file};
 pub use sutazai_core::AgentSpec;

@@ -245,7 +245,7 @@ fn line_column(text: &str, offset: usize) -> Option<(usize, usize)> {
 }
 
 /// `^[a-z0-9][a-z0-9-]{0,63}$`
-fn is_valid_id(id: &str) -> bool {
+pub(crate) fn is_valid_id(id: &str) -> bool {
     let mut chars = id.chars();
     chars
         .next()

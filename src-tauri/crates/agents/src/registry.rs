@@ -130,6 +130,27 @@ impl Registry {
         self.agents.get(id).map(|entry| entry.source.clone())
     }
 
+    /// The built-in definition of `id`, whatever the user's files make of it.
+    pub fn builtin_spec(id: &str) -> Option<AgentSpec> {
+        BUILTIN.0.get(id).cloned()
+    }
+
+    /// Registers `spec` as defined by the user file at `path` (see [`write_user_file`]),
+    /// replacing any agent with the same id.
+    pub fn set_user(&mut self, spec: AgentSpec, path: PathBuf) {
+        self.insert(spec, AgentSource::User(path));
+    }
+
+    /// Forgets the user's definition of `id`: the built-in one, if there is one, takes its
+    /// place again and is returned; otherwise the id is no longer registered.
+    pub fn unset_user(&mut self, id: &str) -> Option<AgentSpec> {
+        self.agents.remove(id);
+        let builtin = BUILTIN.0.agents.get(id)?.clone();
+        let spec = builtin.spec.clone();
+        self.agents.insert(id.to_owned(), builtin);
+        Some(spec)
+    }
+
     /// Adds `spec`, replacing any agent with the same id.
     fn insert(&mut self, spec: AgentSpec, source: AgentSource) {
         self.agents.insert(spec.id.clone(), Entry { spec, source });
@@ -172,6 +193,73 @@ impl Registry {
                 Err(err) => errors.push(err),
             }
         }
+    }
+}
+
+/// Writes `spec` to `<dir>/<id>.toml`, the file [`Registry::load`] reads it back from,
+/// and returns that path.
+///
+/// The spec is validated first and the text is parsed back before it replaces anything,
+/// so a file this writes always loads. The write is atomic: a hidden temporary file in the
+/// same directory (the loader skips hidden files), flushed to disk, then renamed over the
+/// old file — a crash leaves the old definition or the new one, never half of either. The
+/// directory is created when missing. Blocking file I/O.
+pub fn write_user_file(dir: &Path, spec: &AgentSpec) -> Result<PathBuf, AgentFileError> {
+    let path = dir.join(format!("{}.toml", spec.id));
+    crate::parse::validate(spec)
+        .map_err(|(field, message)| AgentFileError::new(&path, Some(field), message))?;
+    let text = toml::to_string(spec).map_err(|e| {
+        AgentFileError::new(&path, None, format!("cannot write the definition: {e}"))
+    })?;
+    let text = format!(
+        "# Agent `{}`, written by SutazAI (dashboard or API); edit freely, the format is in\n\
+         # the sutazai-agents crate's documentation.\n{text}",
+        spec.id
+    );
+    // Whatever was written must read back as the same agent.
+    let reread = parse_agent_file(&path, &text)?;
+    if &reread != spec {
+        return Err(AgentFileError::new(
+            &path,
+            None,
+            "the written definition does not read back unchanged",
+        ));
+    }
+    let io_error =
+        |what: &str, err: io::Error| AgentFileError::new(&path, None, format!("{what}: {err}"));
+    fs::create_dir_all(dir).map_err(|e| io_error("cannot create the agent directory", e))?;
+    let temporary = dir.join(format!(".{}.toml.tmp", spec.id));
+    let written = (|| {
+        let mut file = fs::File::create(&temporary)?;
+        io::Write::write_all(&mut file, text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, &path)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&temporary);
+        return Err(io_error("cannot write", e));
+    }
+    Ok(path)
+}
+
+/// Deletes the user file `<dir>/<id>.toml`; `false` when there was none. Blocking I/O.
+pub fn remove_user_file(dir: &Path, id: &str) -> Result<bool, AgentFileError> {
+    if !crate::parse::is_valid_id(id) {
+        return Err(AgentFileError::new(
+            dir,
+            Some("id".to_owned()),
+            format!("`{id}` is not a valid agent id"),
+        ));
+    }
+    let path = dir.join(format!("{id}.toml"));
+    match fs::remove_file(&path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(AgentFileError::new(
+            &path,
+            None,
+            format!("cannot delete: {e}"),
+        )),
     }
 }
 

@@ -4,7 +4,9 @@
 use std::fs;
 use std::path::Path;
 
-use sutazai_agents::{AgentFileError, AgentSource, Registry};
+use sutazai_agents::{
+    AgentFileError, AgentSource, Registry, parse_agent_file, remove_user_file, write_user_file,
+};
 use sutazai_core::{AgentCategory, AgentRole};
 
 const NEW_AGENT: &str = r#"
@@ -226,5 +228,55 @@ fn loading_does_not_change_the_builtins() {
             .get("senior-backend-developer")
             .map(|a| a.name.as_str()),
         Some("Senior Backend Developer")
+    );
+}
+
+#[test]
+fn written_definitions_load_back_and_removal_restores_the_builtin() {
+    let dir = tempfile::tempdir().unwrap();
+    let agents = dir.path().join("agents");
+    let mut spec = parse_agent_file(Path::new("sql-reviewer.toml"), NEW_AGENT).unwrap();
+    spec.system_prompt = "Quotes \" ''' and \\ backslashes,\nnew lines, ünïcödé.".into();
+    let path = write_user_file(&agents, &spec).expect("written (directory created)");
+    assert_eq!(path, agents.join("sql-reviewer.toml"));
+    // Only the file itself: the temporary is gone.
+    assert_eq!(fs::read_dir(&agents).unwrap().count(), 1);
+    let (registry, errors) = Registry::load(Some(&agents));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(registry.get("sql-reviewer"), Some(&spec));
+
+    // An invalid definition is refused with its field and writes nothing.
+    let mut bad = spec.clone();
+    bad.id = "hot-agent".into();
+    bad.temperature = 9.0;
+    let err = write_user_file(&agents, &bad).unwrap_err();
+    assert_eq!(err.field.as_deref(), Some("temperature"));
+    assert!(!agents.join("hot-agent.toml").exists());
+
+    // Overriding a built-in, then forgetting the override, brings the built-in back.
+    let builtin = Registry::builtin_spec("senior-backend-developer").unwrap();
+    let mut mine = builtin.clone();
+    mine.name = "Mine".into();
+    let mut registry = registry;
+    let path = write_user_file(&agents, &mine).unwrap();
+    registry.set_user(mine.clone(), path);
+    assert_eq!(registry.get("senior-backend-developer"), Some(&mine));
+    assert!(remove_user_file(&agents, "senior-backend-developer").unwrap());
+    assert_eq!(
+        registry.unset_user("senior-backend-developer"),
+        Some(builtin.clone())
+    );
+    assert_eq!(
+        registry.source("senior-backend-developer"),
+        Some(AgentSource::Builtin)
+    );
+    // A user-only agent disappears; a second removal finds no file.
+    assert_eq!(registry.unset_user("sql-reviewer"), None);
+    assert!(registry.get("sql-reviewer").is_none());
+    assert!(remove_user_file(&agents, "sql-reviewer").unwrap());
+    assert!(!remove_user_file(&agents, "sql-reviewer").unwrap());
+    assert!(
+        remove_user_file(&agents, "../etc").is_err(),
+        "ids only, no paths"
     );
 }

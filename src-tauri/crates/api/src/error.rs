@@ -87,7 +87,9 @@ impl From<OrchestratorError> for ApiError {
             OrchestratorError::AgentNotFound(_) | OrchestratorError::TaskNotFound(_) => {
                 StatusCode::NOT_FOUND
             }
-            OrchestratorError::InvalidState { .. } => StatusCode::CONFLICT,
+            OrchestratorError::InvalidState { .. } | OrchestratorError::AgentConflict { .. } => {
+                StatusCode::CONFLICT
+            }
             OrchestratorError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -119,8 +119,20 @@ pub fn app(state: AppState) -> Router {
     let router = Router::new()
         .route("/health", get(routes::health))
         .route("/status", get(routes::status))
-        .route("/agents", get(routes::list_agents))
-        .route("/agents/{agent_id}", get(routes::get_agent))
+        .route(
+            "/agents",
+            get(routes::list_agents).post(routes::create_agent),
+        )
+        .route(
+            "/agents/{agent_id}",
+            get(routes::get_agent)
+                .put(routes::put_agent)
+                .delete(routes::delete_agent),
+        )
+        .route(
+            "/agents/{agent_id}/definition",
+            get(routes::agent_definition),
+        )
         .route("/agents/{agent_id}/control", post(routes::control_agent))
         .route("/tasks", post(routes::submit_task).get(routes::list_tasks))
         .route(

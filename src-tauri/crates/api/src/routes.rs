@@ -7,8 +7,11 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Local, NaiveDateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sutazai_core::{AgentState, TaskRequest, TaskStatus};
-use sutazai_orchestrator::{AgentAction, AgentInfo, Analytics, TaskDetail, TaskFilter};
+use sutazai_core::{AgentSpec, AgentState, TaskRequest, TaskStatus};
+use sutazai_orchestrator::{
+    AgentAction, AgentDefinition, AgentInfo, AgentRemoval, Analytics, DefineMode, TaskDetail,
+    TaskFilter,
+};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
@@ -147,6 +150,72 @@ pub(crate) async fn get_agent(
     Path(agent_id): Path<String>,
 ) -> Result<Json<AgentInfo>, ApiError> {
     Ok(Json(state.orchestrator.agent(&agent_id)?))
+}
+
+/// `POST /agents`: adds a user agent (written to the user agent directory, selectable at
+/// once). 409 `agent_conflict` when the id exists (use `PUT /agents/{agent_id}`); 422
+/// `invalid_request` naming the field that breaks the registry's rules.
+#[utoipa::path(post, path = "/agents", request_body = AgentSpec, responses((status = 201, body = AgentInfo), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+pub(crate) async fn create_agent(
+    State(state): State<AppState>,
+    ApiJson(spec): ApiJson<AgentSpec>,
+) -> Result<(StatusCode, Json<AgentInfo>), ApiError> {
+    let (info, _) = state
+        .orchestrator
+        .define_agent(spec, DefineMode::Create)
+        .await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// `PUT /agents/{agent_id}`: adds or redefines an agent (a built-in one included, which a
+/// user file then overrides); 201 when new, 200 when replaced. The body's `id` must be
+/// the path's.
+#[utoipa::path(put, path = "/agents/{agent_id}", request_body = AgentSpec, responses((status = 200, body = AgentInfo), (status = 201, body = AgentInfo), (status = 422, body = crate::error::ErrorBody)))]
+pub(crate) async fn put_agent(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+    ApiJson(spec): ApiJson<AgentSpec>,
+) -> Result<(StatusCode, Json<AgentInfo>), ApiError> {
+    if spec.id != agent_id {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!(
+                "invalid `id`: the body names `{}` but the path names `{agent_id}`; an agent's id cannot change",
+                spec.id
+            ),
+        ));
+    }
+    let (info, created) = state
+        .orchestrator
+        .define_agent(spec, DefineMode::CreateOrReplace)
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(info)))
+}
+
+/// `DELETE /agents/{agent_id}`: deletes a user agent's file; a built-in it overrode comes
+/// back. 409 for a built-in agent or one with steps running.
+#[utoipa::path(delete, path = "/agents/{agent_id}", responses((status = 200, body = AgentRemoval), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub(crate) async fn delete_agent(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+) -> Result<Json<AgentRemoval>, ApiError> {
+    Ok(Json(state.orchestrator.remove_agent(&agent_id).await?))
+}
+
+/// `GET /agents/{agent_id}/definition`: the full definition (prompt, temperature, …) and
+/// where it comes from, for editing.
+#[utoipa::path(get, path = "/agents/{agent_id}/definition", responses((status = 200, body = AgentDefinition), (status = 404, body = crate::error::ErrorBody)))]
+pub(crate) async fn agent_definition(
+    State(state): State<AppState>,
+    Path(agent_id): Path<String>,
+) -> Result<Json<AgentDefinition>, ApiError> {
+    Ok(Json(state.orchestrator.agent_definition(&agent_id)?))
 }
 
 /// Body of `POST /agents/{agent_id}/control`.

@@ -491,6 +491,7 @@ pub fn orchestrator_config(settings: &Settings) -> OrchestratorConfig {
         max_attempts: settings.max_attempts,
         swarm_rounds: settings.swarm_rounds,
         local_agents: LocalAgents::parse(&settings.local_agents),
+        user_agents_dir: Some(settings.agents_dir.clone()),
         ..OrchestratorConfig::default()
     }
 }

@@ -12,7 +12,8 @@ use serde::Serialize;
 use sutazai_agents::Registry;
 use sutazai_bus::Bus;
 use sutazai_core::{
-    AgentCategory, AgentRole, AgentState, Approval, Step, Task, TaskRequest, TaskStatus, ids,
+    AgentCategory, AgentRole, AgentSpec, AgentState, Approval, Step, Task, TaskRequest, TaskStatus,
+    ids,
 };
 use sutazai_llm::Provider;
 use sutazai_store::Journal;
@@ -70,6 +71,9 @@ pub struct OrchestratorConfig {
     /// Agents whose steps this process executes itself (`SUTAZAI_LOCAL_AGENTS`); the
     /// others need a `sutazai worker` on the same bus.
     pub local_agents: LocalAgents,
+    /// The user's agent directory (`SUTAZAI_AGENTS_DIR`), where agents defined through
+    /// [`Orchestrator::define_agent`] are written; `None`: definitions are refused.
+    pub user_agents_dir: Option<std::path::PathBuf>,
 }
 
 /// Which agents a process executes steps for.
@@ -126,6 +130,7 @@ impl Default for OrchestratorConfig {
             swarm_rounds: 2,
             event_capacity: 4096,
             local_agents: LocalAgents::All,
+            user_agents_dir: None,
         }
     }
 }
@@ -192,6 +197,38 @@ pub struct AgentInfo {
     /// last 1,000 steps) — what alerting should judge; the fields above are since the
     /// journal began.
     pub recent: RecentPerformance,
+}
+
+/// An agent's full definition, as the dashboard's editor loads it.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AgentDefinition {
+    /// What the registry holds for it now.
+    pub definition: AgentSpec,
+    /// `builtin` or the user file's path.
+    pub source: String,
+    /// Whether a built-in agent has this id (deleting a user file that overrides it
+    /// brings the built-in back).
+    pub builtin: bool,
+}
+
+/// What `DELETE /agents/{id}` did.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct AgentRemoval {
+    /// The agent.
+    pub id: String,
+    /// The user file that was deleted.
+    pub deleted_file: String,
+    /// The built-in definition, back in place of the user's; `null` when the agent is gone.
+    pub restored: Option<AgentInfo>,
+}
+
+/// Whether [`Orchestrator::define_agent`] may replace an existing agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefineMode {
+    /// Only a new id (`POST /agents`).
+    Create,
+    /// A new id, or a new definition of an existing agent (`PUT /agents/{id}`).
+    CreateOrReplace,
 }
 
 /// Lifecycle actions of `/agents/{id}/control`.
@@ -338,7 +375,11 @@ pub(crate) struct Live {
 pub(crate) struct Inner {
     pub(crate) config: OrchestratorConfig,
     pub(crate) roster: Roster,
-    pub(crate) registry: Registry,
+    /// Where each agent's definition came from; changed with the roster, under
+    /// `defining` (lock order: `defining`, then this, then the roster's own).
+    pub(crate) registry: std::sync::RwLock<Registry>,
+    /// Serialises agent definitions (file write + registry + roster) against each other.
+    defining: Mutex<()>,
     pub(crate) providers: HashMap<String, Arc<dyn Provider>>,
     pub(crate) journal: Journal,
     pub(crate) bus: Bus,
@@ -436,7 +477,8 @@ impl Orchestrator {
             slots: Arc::new(Semaphore::new(config.max_concurrent_tasks)),
             config,
             roster,
-            registry,
+            registry: std::sync::RwLock::new(registry),
+            defining: Mutex::new(()),
             providers,
             journal,
             bus,
@@ -555,8 +597,9 @@ impl Orchestrator {
                 && self
                     .inner
                     .roster
-                    .iter()
-                    .any(|s| s.spec.has_capability(from_type))
+                    .snapshot()
+                    .values()
+                    .any(|s| s.spec().has_capability(from_type))
             {
                 request.requirements.push(from_type.to_owned());
             } else {
@@ -848,8 +891,9 @@ impl Orchestrator {
     pub fn agents(&self) -> Vec<AgentInfo> {
         self.inner
             .roster
-            .iter()
-            .filter_map(|slot| self.inner.agent_info(&slot.spec.id))
+            .snapshot()
+            .keys()
+            .filter_map(|id| self.inner.agent_info(id))
             .collect()
     }
 
@@ -895,8 +939,209 @@ impl Orchestrator {
         self.agent(id)
     }
 
+    /// The full definition of an agent (prompt, temperature, …), for editing.
+    pub fn agent_definition(&self, id: &str) -> Result<AgentDefinition, OrchestratorError> {
+        let slot = self
+            .inner
+            .roster
+            .get(id)
+            .ok_or_else(|| OrchestratorError::AgentNotFound(id.to_owned()))?;
+        let source = match self.inner.registry_read().source(id) {
+            Some(sutazai_agents::AgentSource::User(path)) => path.display().to_string(),
+            _ => "builtin".to_owned(),
+        };
+        Ok(AgentDefinition {
+            definition: AgentSpec::clone(&slot.spec()),
+            source,
+            builtin: Registry::builtin_spec(id).is_some(),
+        })
+    }
+
+    /// Adds a user agent, or (with [`DefineMode::CreateOrReplace`]) redefines an existing
+    /// one — a built-in included, which a user file then overrides. The definition is
+    /// validated, written to the user agent directory (so it survives restarts, exactly as
+    /// a hand-written file would), and takes effect at once: new tasks can select it, and
+    /// a redefined agent keeps its record, breaker and running steps (each step uses the
+    /// definition it started with). Returns the agent and whether it is new.
+    ///
+    /// A new agent is also served by this process's executor when `SUTAZAI_LOCAL_AGENTS`
+    /// includes it (the default); otherwise, as for any agent outside that list, its steps
+    /// wait for a `sutazai worker` serving it.
+    pub async fn define_agent(
+        &self,
+        spec: AgentSpec,
+        mode: DefineMode,
+    ) -> Result<(AgentInfo, bool), OrchestratorError> {
+        sutazai_agents::validate(&spec)
+            .map_err(|(field, message)| OrchestratorError::InvalidRequest { field, message })?;
+        if let Some(provider) = &spec.provider
+            && !self.inner.providers.contains_key(provider)
+        {
+            let mut configured: Vec<&str> =
+                self.inner.providers.keys().map(String::as_str).collect();
+            configured.sort_unstable();
+            return Err(OrchestratorError::invalid(
+                "provider",
+                format!(
+                    "no provider named `{provider}` is configured (configured: {})",
+                    configured.join(", ")
+                ),
+            ));
+        }
+        let Some(dir) = self.inner.config.user_agents_dir.clone() else {
+            return Err(OrchestratorError::AgentFile(
+                "no user agent directory is configured (SUTAZAI_AGENTS_DIR)".into(),
+            ));
+        };
+        let inner = Arc::clone(&self.inner);
+        let id = spec.id.clone();
+        let created = tokio::task::spawn_blocking(move || {
+            let _defining = inner.defining.lock().unwrap_or_else(|p| p.into_inner());
+            if mode == DefineMode::Create && inner.roster.get(&spec.id).is_some() {
+                return Err(OrchestratorError::AgentConflict {
+                    id: spec.id.clone(),
+                    message: "an agent with this id already exists; PUT /agents/{id} \
+                              replaces its definition"
+                        .into(),
+                });
+            }
+            let path = sutazai_agents::write_user_file(&dir, &spec).map_err(|e| match e.field {
+                Some(field) => OrchestratorError::InvalidRequest {
+                    field,
+                    message: e.message,
+                },
+                None => {
+                    OrchestratorError::AgentFile(format!("{}: {}", e.path.display(), e.message))
+                }
+            })?;
+            inner
+                .registry
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_user(spec.clone(), path);
+            let served = ServedAgent {
+                id: spec.id.clone(),
+                max_concurrency: spec.max_concurrency,
+            };
+            let created = inner.roster.define(spec);
+            if let Some(executor) = &inner.executor
+                && inner.config.local_agents.includes(&served.id)
+            {
+                executor.serve(served);
+            }
+            Ok(created)
+        })
+        .await
+        .map_err(|e| OrchestratorError::AgentFile(format!("defining the agent: {e}")))??;
+        let info = self.agent(&id)?;
+        tracing::info!(agent = %id, created, "agent defined");
+        self.inner.emit(Event::AgentStatus {
+            agent_id: id,
+            status: info.status,
+        });
+        Ok((info, created))
+    }
+
+    /// Deletes a user agent's file. An agent that overrode a built-in gets the built-in
+    /// definition back (record and breaker kept); one that only the user defined leaves
+    /// the registry, unless it has steps running (`agent_conflict`: stop it, let them
+    /// finish, delete again). Built-ins cannot be deleted (stop them instead).
+    pub async fn remove_agent(&self, id: &str) -> Result<AgentRemoval, OrchestratorError> {
+        let Some(dir) = self.inner.config.user_agents_dir.clone() else {
+            return Err(OrchestratorError::AgentFile(
+                "no user agent directory is configured (SUTAZAI_AGENTS_DIR)".into(),
+            ));
+        };
+        let inner = Arc::clone(&self.inner);
+        let owned = id.to_owned();
+        let (path, restored) = tokio::task::spawn_blocking(move || {
+            let id = owned;
+            let _defining = inner.defining.lock().unwrap_or_else(|p| p.into_inner());
+            let source = inner.registry_read().source(&id);
+            let path = match source {
+                None => return Err(OrchestratorError::AgentNotFound(id)),
+                Some(sutazai_agents::AgentSource::Builtin) => {
+                    return Err(OrchestratorError::AgentConflict {
+                        id,
+                        message: "built-in agents cannot be deleted; stop it instead \
+                                  (POST /agents/{id}/control)"
+                            .into(),
+                    });
+                }
+                Some(sutazai_agents::AgentSource::User(path)) => path,
+            };
+            let builtin = Registry::builtin_spec(&id);
+            if builtin.is_none() {
+                match inner.roster.remove(&id) {
+                    Ok(_) => {}
+                    Err(busy) => {
+                        return Err(OrchestratorError::AgentConflict {
+                            id,
+                            message: format!(
+                                "{busy} step(s) of this agent are running; stop the agent, \
+                                 let them finish, then delete it"
+                            ),
+                        });
+                    }
+                }
+            }
+            let deleted = if path.parent() == Some(dir.as_path()) {
+                sutazai_agents::remove_user_file(&dir, &id)
+            } else {
+                std::fs::remove_file(&path).map(|()| true).map_err(|e| {
+                    sutazai_agents::AgentFileError::new(&path, None, format!("cannot delete: {e}"))
+                })
+            };
+            if let Err(e) = deleted {
+                // Nothing changed after all: put the agent back as it was.
+                if builtin.is_none()
+                    && let Some(spec) = inner.registry_read().get(&id).cloned()
+                {
+                    inner.roster.define(spec);
+                }
+                return Err(OrchestratorError::AgentFile(format!(
+                    "{}: {}",
+                    e.path.display(),
+                    e.message
+                )));
+            }
+            let restored = inner
+                .registry
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .unset_user(&id);
+            if let Some(spec) = restored.clone() {
+                inner.roster.define(spec);
+            }
+            Ok((path, restored.is_some()))
+        })
+        .await
+        .map_err(|e| OrchestratorError::AgentFile(format!("deleting the agent: {e}")))??;
+        tracing::info!(agent = %id, restored, "user agent deleted");
+        let restored = if restored {
+            let info = self.agent(id)?;
+            self.inner.emit(Event::AgentStatus {
+                agent_id: id.to_owned(),
+                status: info.status,
+            });
+            Some(info)
+        } else {
+            self.inner.emit(Event::AgentStatus {
+                agent_id: id.to_owned(),
+                status: AgentState::Stopped,
+            });
+            None
+        };
+        Ok(AgentRemoval {
+            id: id.to_owned(),
+            deleted_file: path.display().to_string(),
+            restored,
+        })
+    }
+
     /// Counters.
     pub fn stats(&self) -> OrchestratorStats {
+        let agents = self.inner.roster.snapshot();
         let (mut active, mut waiting_approval) = (0, 0);
         {
             let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -913,11 +1158,9 @@ impl Orchestrator {
             queued_tasks: self.inner.queue.len(),
             awaiting_approval: waiting_approval,
             max_concurrent_tasks: self.inner.config.max_concurrent_tasks,
-            agents_total: self.inner.roster.len(),
-            agents_healthy: self
-                .inner
-                .roster
-                .iter()
+            agents_total: agents.len(),
+            agents_healthy: agents
+                .values()
                 .filter(|s| s.state() == AgentState::Healthy)
                 .count(),
             tasks_submitted: self.inner.submitted.load(Ordering::Relaxed),
@@ -1015,21 +1258,25 @@ impl Inner {
         );
     }
 
+    pub(crate) fn registry_read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(crate) fn live_task(&self, id: &str) -> Option<Task> {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.get(id).map(|l| l.task.clone())
     }
 
     pub(crate) fn binding(&self, agent_id: &str) -> (String, String) {
-        let spec = self.roster.get(agent_id).map(|s| &s.spec);
+        let spec = self.roster.get(agent_id).map(|s| s.spec());
         let bound = self.config.agent_bindings.get(agent_id);
         let provider = bound
             .and_then(|b| b.provider.clone())
-            .or_else(|| spec.and_then(|s| s.provider.clone()))
+            .or_else(|| spec.as_ref().and_then(|s| s.provider.clone()))
             .unwrap_or_else(|| self.config.default_provider.clone());
         let model = bound
             .and_then(|b| b.model.clone())
-            .or_else(|| spec.and_then(|s| s.model.clone()))
+            .or_else(|| spec.as_ref().and_then(|s| s.model.clone()))
             .unwrap_or_else(|| self.config.default_model.clone());
         (provider, model)
     }
@@ -1038,16 +1285,17 @@ impl Inner {
         let slot = self.roster.get(id)?;
         let record = slot.record();
         let (provider, model) = self.binding(id);
-        let source = match self.registry.source(id) {
+        let source = match self.registry_read().source(id) {
             Some(sutazai_agents::AgentSource::User(path)) => path.display().to_string(),
             _ => "builtin".to_owned(),
         };
+        let spec = slot.spec();
         Some(AgentInfo {
-            id: slot.spec.id.clone(),
-            name: slot.spec.name.clone(),
-            category: slot.spec.category,
-            role: slot.spec.role,
-            capabilities: slot.spec.capabilities.clone(),
+            id: slot.id.clone(),
+            name: spec.name.clone(),
+            category: spec.category,
+            role: spec.role,
+            capabilities: spec.capabilities.clone(),
             status: slot.state(),
             model,
             provider,

@@ -26,6 +26,17 @@ pub enum OrchestratorError {
     /// No agent has this id.
     #[error("agent `{0}` not found")]
     AgentNotFound(String),
+    /// The agent cannot be created or deleted as asked (it exists, is built in, is busy).
+    #[error("agent `{id}`: {message}")]
+    AgentConflict {
+        /// The agent.
+        id: String,
+        /// Why, and what to do instead.
+        message: String,
+    },
+    /// An agent file could not be written or deleted; nothing changed.
+    #[error("agent file: {0}")]
+    AgentFile(String),
     /// No task has this id.
     #[error("task `{0}` not found")]
     TaskNotFound(String),
@@ -56,6 +67,8 @@ impl OrchestratorError {
             OrchestratorError::AgentsUnavailable(_) => "agents_unavailable",
             OrchestratorError::AgentNotFound(_) => "agent_not_found",
             OrchestratorError::TaskNotFound(_) => "task_not_found",
+            OrchestratorError::AgentConflict { .. } => "agent_conflict",
+            OrchestratorError::AgentFile(_) => "agent_file_error",
             OrchestratorError::InvalidState { .. } => "invalid_state",
             OrchestratorError::Journal(_) => "journal_error",
             OrchestratorError::ShuttingDown => "shutting_down",

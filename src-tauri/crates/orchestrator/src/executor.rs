@@ -51,7 +51,8 @@ pub struct Executor {
 struct Shared {
     bus: Bus,
     providers: HashMap<String, Arc<dyn Provider>>,
-    agents: Vec<ServedAgent>,
+    /// Grows when an agent is defined while running ([`Executor::serve`]).
+    agents: Mutex<Vec<ServedAgent>>,
     running: Mutex<HashMap<String, CancellationToken>>,
     handled: AtomicU64,
     failed: AtomicU64,
@@ -73,7 +74,7 @@ impl Executor {
             shared: Arc::new(Shared {
                 bus,
                 providers,
-                agents,
+                agents: Mutex::new(agents.clone()),
                 running: Mutex::new(HashMap::new()),
                 handled: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
@@ -82,7 +83,7 @@ impl Executor {
                 tracker: TaskTracker::new(),
             }),
         };
-        for agent in executor.shared.agents.clone() {
+        for agent in agents {
             let shared = executor.shared.clone();
             executor
                 .shared
@@ -99,7 +100,33 @@ impl Executor {
 
     /// The agents served.
     pub fn agents(&self) -> Vec<String> {
-        self.shared.agents.iter().map(|a| a.id.clone()).collect()
+        self.shared
+            .agents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|a| a.id.clone())
+            .collect()
+    }
+
+    /// Starts consuming `agent`'s inbox too (an agent defined while running); `false`
+    /// when it is already served or the executor is stopping.
+    pub fn serve(&self, agent: ServedAgent) -> bool {
+        if self.shared.shutdown.is_cancelled() {
+            return false;
+        }
+        {
+            let mut agents = self.shared.agents.lock().unwrap_or_else(|p| p.into_inner());
+            if agents.iter().any(|a| a.id == agent.id) {
+                return false;
+            }
+            agents.push(agent.clone());
+        }
+        let shared = self.shared.clone();
+        self.shared
+            .tracker
+            .spawn(async move { consume(shared, agent).await });
+        true
     }
 
     /// Steps answered so far (completed or failed).

@@ -36,8 +36,9 @@ mod run;
 pub mod select;
 
 pub use engine::{
-    AgentAction, AgentBinding, AgentInfo, AgentPerformance, Analytics, LocalAgents, Orchestrator,
-    OrchestratorConfig, OrchestratorStats, PatternPerformance, TaskDetail, TaskFilter,
+    AgentAction, AgentBinding, AgentDefinition, AgentInfo, AgentPerformance, AgentRemoval,
+    Analytics, DefineMode, LocalAgents, Orchestrator, OrchestratorConfig, OrchestratorStats,
+    PatternPerformance, TaskDetail, TaskFilter,
 };
 pub use error::{OrchestratorError, TaskFailure};
 pub use event::Event;

@@ -3,11 +3,14 @@
 //! that alert rules judge by) and circuit breaker.
 //!
 //! Selection reads it to score agents; the step runner updates it. All state is atomics or
-//! short `std` mutex sections, never held across `.await`.
+//! short `std` lock sections, never held across `.await`. Agents can be added, redefined
+//! and removed while tasks run (user agents edited from the dashboard): the map is
+//! copy-on-write behind a lock (readers take a snapshot), and a redefinition swaps the
+//! slot's spec in place, so steps in flight, the track record and the breaker carry over.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -168,8 +171,10 @@ pub struct RecentPerformance {
 /// One agent and its runtime state.
 #[derive(Debug)]
 pub struct AgentSlot {
-    /// The registry entry.
-    pub spec: AgentSpec,
+    /// The agent's id (never changes; a redefinition keeps it).
+    pub id: String,
+    /// The registry entry; replaced whole when the agent is redefined.
+    spec: RwLock<Arc<AgentSpec>>,
     /// False once stopped through the control API: never selected, steps refuse to start.
     enabled: AtomicBool,
     /// Steps running now.
@@ -202,7 +207,8 @@ impl AgentSlot {
     fn new(spec: AgentSpec) -> AgentSlot {
         let limit = spec.max_concurrency.max(1);
         AgentSlot {
-            spec,
+            id: spec.id.clone(),
+            spec: RwLock::new(Arc::new(spec)),
             enabled: AtomicBool::new(true),
             inflight: AtomicU32::new(0),
             limit: AtomicU32::new(limit),
@@ -210,6 +216,23 @@ impl AgentSlot {
             record: Mutex::new(TrackRecord::default()),
             recent: Mutex::new(RecentOutcomes::default()),
             breaker: Mutex::new(Breaker::default()),
+        }
+    }
+
+    /// The current definition.
+    pub fn spec(&self) -> Arc<AgentSpec> {
+        Arc::clone(&self.spec.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the definition (same id); a new `max_concurrency` becomes the limit.
+    fn redefine(&self, spec: AgentSpec) {
+        let concurrency = spec.max_concurrency;
+        let old = std::mem::replace(
+            &mut *self.spec.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(spec),
+        );
+        if old.max_concurrency != concurrency {
+            self.set_limit(concurrency);
         }
     }
 
@@ -338,7 +361,8 @@ impl AgentSlot {
 /// All agents, keyed by id.
 #[derive(Debug)]
 pub struct Roster {
-    agents: BTreeMap<String, AgentSlot>,
+    /// Copy-on-write: readers clone the `Arc` and never block a change for long.
+    agents: RwLock<Arc<BTreeMap<String, Arc<AgentSlot>>>>,
     /// Breaker settings shared by every agent.
     pub breaker: BreakerConfig,
 }
@@ -346,33 +370,65 @@ pub struct Roster {
 impl Roster {
     /// A roster of the given agents, all enabled, no history.
     pub fn new(specs: impl IntoIterator<Item = AgentSpec>, breaker: BreakerConfig) -> Roster {
+        let agents = specs
+            .into_iter()
+            .map(|s| (s.id.clone(), Arc::new(AgentSlot::new(s))))
+            .collect();
         Roster {
-            agents: specs
-                .into_iter()
-                .map(|s| (s.id.clone(), AgentSlot::new(s)))
-                .collect(),
+            agents: RwLock::new(Arc::new(agents)),
             breaker,
         }
     }
 
-    /// One agent.
-    pub fn get(&self, id: &str) -> Option<&AgentSlot> {
-        self.agents.get(id)
+    /// Every agent as of now, ordered by id; later changes do not affect the snapshot.
+    pub fn snapshot(&self) -> Arc<BTreeMap<String, Arc<AgentSlot>>> {
+        Arc::clone(&self.agents.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Every agent, ordered by id.
-    pub fn iter(&self) -> impl Iterator<Item = &AgentSlot> {
-        self.agents.values()
+    /// One agent.
+    pub fn get(&self, id: &str) -> Option<Arc<AgentSlot>> {
+        self.snapshot().get(id).cloned()
     }
 
     /// Number of agents.
     pub fn len(&self) -> usize {
-        self.agents.len()
+        self.snapshot().len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.agents.is_empty()
+        self.snapshot().is_empty()
+    }
+
+    /// Adds `spec` as a new agent (enabled, no history), or redefines the agent with its
+    /// id in place. Returns `true` when the agent is new.
+    pub fn define(&self, spec: AgentSpec) -> bool {
+        let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = agents.get(&spec.id) {
+            slot.redefine(spec);
+            return false;
+        }
+        let mut next = BTreeMap::clone(&agents);
+        next.insert(spec.id.clone(), Arc::new(AgentSlot::new(spec)));
+        *agents = Arc::new(next);
+        true
+    }
+
+    /// Removes the agent `id` unless it has steps in flight; `Err(n)` with their number
+    /// when it has. `Ok(false)` when there was no such agent.
+    pub fn remove(&self, id: &str) -> Result<bool, u32> {
+        let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
+        let Some(slot) = agents.get(id) else {
+            return Ok(false);
+        };
+        let busy = slot.inflight();
+        if busy > 0 {
+            return Err(busy);
+        }
+        let mut next = BTreeMap::clone(&agents);
+        next.remove(id);
+        *agents = Arc::new(next);
+        Ok(true)
     }
 }
 
@@ -516,5 +572,48 @@ mod tests {
         let later = slot.recent_at(t0 + S(600));
         assert_eq!((later.completed, later.failed), (0, 0));
         assert_eq!(slot.record().completed, 101);
+    }
+
+    fn spec(id: &str, concurrency: u32, prompt: &str) -> AgentSpec {
+        AgentSpec {
+            id: id.into(),
+            name: id.to_uppercase(),
+            category: sutazai_core::AgentCategory::Development,
+            role: sutazai_core::AgentRole::Worker,
+            capabilities: vec!["code_generation".into()],
+            model: None,
+            provider: None,
+            system_prompt: prompt.into(),
+            temperature: 0.2,
+            max_concurrency: concurrency,
+        }
+    }
+
+    #[tokio::test]
+    async fn agents_are_added_redefined_in_place_and_removed_when_idle() {
+        let roster = Roster::new([spec("a", 1, "first")], BreakerConfig::default());
+        let before = roster.snapshot();
+        assert!(roster.define(spec("b", 2, "new")), "a new id is added");
+        assert_eq!(roster.len(), 2);
+        assert_eq!(before.len(), 1, "an earlier snapshot is unchanged");
+
+        // A redefinition keeps the slot: its record and a step in flight carry over.
+        let a = roster.get("a").unwrap();
+        a.record_outcome(true, 1.0);
+        let guard = a.acquire().await;
+        assert!(!roster.define(spec("a", 3, "second")), "same id: redefined");
+        let again = roster.get("a").unwrap();
+        assert!(Arc::ptr_eq(&a, &again), "the same slot");
+        assert_eq!(again.spec().system_prompt, "second");
+        assert_eq!((again.limit(), again.inflight()), (3, 1));
+        assert_eq!(again.record().completed, 1);
+
+        // Busy agents are not removed; idle ones are, unknown ones are reported.
+        assert_eq!(roster.remove("a"), Err(1));
+        drop(guard);
+        assert_eq!(roster.remove("a"), Ok(true));
+        assert_eq!(roster.remove("a"), Ok(false));
+        assert!(roster.get("a").is_none());
+        assert_eq!(roster.len(), 1);
     }
 }

@@ -484,7 +484,7 @@ impl Run {
         self.inner
             .roster
             .get(agent)
-            .map(|s| s.spec.capabilities.clone())
+            .map(|s| s.spec().capabilities.clone())
             .unwrap_or_default()
     }
 
@@ -524,6 +524,8 @@ impl Run {
             ));
         }
         let _slot_guard = slot.acquire().await;
+        // The definition as of this step: an edit while it runs applies from the next one.
+        let spec = slot.spec();
 
         let mut step = Step {
             task_id: task_id.clone(),
@@ -578,14 +580,14 @@ impl Run {
             messages: vec![
                 ChatMessage {
                     role: Role::System,
-                    content: slot.spec.system_prompt.clone(),
+                    content: spec.system_prompt.clone(),
                 },
                 ChatMessage {
                     role: Role::User,
                     content: step.input.clone(),
                 },
             ],
-            temperature: Some(slot.spec.temperature),
+            temperature: Some(spec.temperature),
             max_tokens: if schema.is_some() {
                 Some(inner.config.structured_max_tokens)
             } else {
@@ -706,7 +708,7 @@ impl Run {
                     let retry = error.retryable() && attempt < max_attempts;
                     if matches!(error, AttemptError::InvalidJson(_)) {
                         // Same prompt at temperature 0 gives the same bad JSON: loosen.
-                        request.temperature = Some(slot.spec.temperature.max(0.3 * attempt as f32));
+                        request.temperature = Some(spec.temperature.max(0.3 * attempt as f32));
                         request.seed = Some(42 + u64::from(attempt));
                     }
                     last_error = Some(error);

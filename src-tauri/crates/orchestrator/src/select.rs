@@ -29,12 +29,13 @@ const LATENCY_HALF: f64 = 10.0;
 /// Score of `slot` for `requirements`, from 0 to 1 (an open breaker subtracts 1 so such an
 /// agent is picked only when nothing else can do the job).
 pub fn score(slot: &AgentSlot, requirements: &[String], now: Instant) -> f64 {
+    let spec = slot.spec();
     let coverage = if requirements.is_empty() {
         0.0
     } else {
         requirements
             .iter()
-            .filter(|r| slot.spec.has_capability(r))
+            .filter(|r| spec.has_capability(r))
             .count() as f64
             / requirements.len() as f64
     };
@@ -68,12 +69,14 @@ pub fn select(
         .max(1) as usize;
     let pattern = request.coordination_pattern;
 
+    // One view of the roster for the whole selection, however agents change meanwhile.
+    let agents = roster.snapshot();
     // Every requirement must be coverable by an enabled agent.
     for requirement in requirements {
         let mut any = false;
         let mut enabled = false;
-        for slot in roster.iter() {
-            if slot.spec.has_capability(requirement) {
+        for slot in agents.values() {
+            if slot.spec().has_capability(requirement) {
                 any = true;
                 enabled |= slot.is_enabled();
             }
@@ -87,15 +90,13 @@ pub fn select(
     }
 
     let ranked = |filter: &dyn Fn(&AgentSlot) -> bool| -> Vec<&AgentSlot> {
-        let mut slots: Vec<(&AgentSlot, f64)> = roster
-            .iter()
+        let mut slots: Vec<(&AgentSlot, f64)> = agents
+            .values()
+            .map(|s| &**s)
             .filter(|s| s.is_enabled() && filter(s))
             .map(|s| (s, score(s, requirements, now)))
             .collect();
-        slots.sort_by(|a, b| {
-            b.1.total_cmp(&a.1)
-                .then_with(|| a.0.spec.id.cmp(&b.0.spec.id))
-        });
+        slots.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.id.cmp(&b.0.id)));
         slots.into_iter().map(|(s, _)| s).collect()
     };
 
@@ -109,12 +110,13 @@ pub fn select(
             ));
         }
         let coordinator = ranked(&|s| {
-            s.spec.role == AgentRole::Coordinator && s.spec.has_capability("task_planning")
+            let spec = s.spec();
+            spec.role == AgentRole::Coordinator && spec.has_capability("task_planning")
         })
         .into_iter()
         .next()
         .ok_or_else(|| OrchestratorError::NoCapableAgent("task_planning".into()))?;
-        chosen.push(coordinator.spec.id.clone());
+        chosen.push(coordinator.id.clone());
         worker_budget -= 1;
     }
 
@@ -133,13 +135,13 @@ pub fn select(
         // with the best remaining overall.
         let already: BTreeSet<String> = chosen.iter().cloned().collect();
         let extra = ranked(&|s| {
-            !already.contains(&s.spec.id)
-                && s.spec.role != AgentRole::Coordinator
-                && requirements.iter().any(|r| s.spec.has_capability(r))
+            !already.contains(&s.id)
+                && s.spec().role != AgentRole::Coordinator
+                && requirements.iter().any(|r| s.spec().has_capability(r))
         })
         .into_iter()
-        .chain(ranked(&|s| !already.contains(&s.spec.id)))
-        .map(|s| s.spec.id.clone())
+        .chain(ranked(&|s| !already.contains(&s.id)))
+        .map(|s| s.id.clone())
         .collect::<Vec<_>>();
         for id in extra {
             if chosen.len() >= minimum {
@@ -166,15 +168,15 @@ fn assign<'a>(
 ) -> Result<Vec<String>, OrchestratorError> {
     let mut per_requirement: Vec<String> = Vec::new();
     for requirement in requirements {
-        let candidates = ranked(&|s| s.spec.has_capability(requirement));
+        let candidates = ranked(&|s| s.spec().has_capability(requirement));
         let pick = candidates
             .iter()
-            .find(|s| !per_requirement.contains(&s.spec.id) && !exclude.contains(&s.spec.id))
+            .find(|s| !per_requirement.contains(&s.id) && !exclude.contains(&s.id))
             .or_else(|| candidates.first());
         if let Some(slot) = pick
-            && !per_requirement.contains(&slot.spec.id)
+            && !per_requirement.contains(&slot.id)
         {
-            per_requirement.push(slot.spec.id.clone());
+            per_requirement.push(slot.id.clone());
         }
     }
     if per_requirement.len() <= budget {
@@ -183,24 +185,24 @@ fn assign<'a>(
 
     // Greedy set cover within the budget: take the agent covering most uncovered
     // requirements (score breaks ties, via the ranking order).
-    let all = ranked(&|s| requirements.iter().any(|r| s.spec.has_capability(r)));
+    let all = ranked(&|s| requirements.iter().any(|r| s.spec().has_capability(r)));
     let mut uncovered: Vec<&String> = requirements.iter().collect();
     let mut cover: Vec<&AgentSlot> = Vec::new();
     while !uncovered.is_empty() && cover.len() < budget {
         let best = all
             .iter()
-            .filter(|s| !cover.iter().any(|c| c.spec.id == s.spec.id))
+            .filter(|s| !cover.iter().any(|c| c.id == s.id))
             .max_by_key(|s| {
                 (
                     uncovered
                         .iter()
-                        .filter(|r| s.spec.has_capability(r))
+                        .filter(|r| s.spec().has_capability(r))
                         .count(),
-                    std::cmp::Reverse(all.iter().position(|x| x.spec.id == s.spec.id)),
+                    std::cmp::Reverse(all.iter().position(|x| x.id == s.id)),
                 )
             });
         let Some(best) = best else { break };
-        uncovered.retain(|r| !best.spec.has_capability(r));
+        uncovered.retain(|r| !best.spec().has_capability(r));
         cover.push(best);
     }
     if let Some(missing) = uncovered.first() {
@@ -214,11 +216,11 @@ fn assign<'a>(
     let first_covered = |s: &AgentSlot| {
         requirements
             .iter()
-            .position(|r| s.spec.has_capability(r))
+            .position(|r| s.spec().has_capability(r))
             .unwrap_or(usize::MAX)
     };
     cover.sort_by_key(|s| first_covered(s));
-    Ok(cover.into_iter().map(|s| s.spec.id.clone()).collect())
+    Ok(cover.into_iter().map(|s| s.id.clone()).collect())
 }
 
 #[cfg(test)]
