@@ -134,6 +134,7 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<()> {
                             () = stop.cancelled() => return,
                             r = clicks.recv() => match r { Some(r) => r, None => return },
                         };
+                        tracing::info!("notification clicked: opening the dashboard view {route}");
                         navigate(&handle, &route);
                     }
                 });

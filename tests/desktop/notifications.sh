@@ -28,7 +28,8 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 base="http://127.0.0.1:$port"
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 
-dbus-monitor --session "interface='org.freedesktop.Notifications',member='Notify'" >"$work/notify.log" 2>&1 &
+dbus-monitor --session "interface='org.freedesktop.Notifications',member='Notify'" \
+  "interface='org.freedesktop.Notifications',member='ActionInvoked'" >"$work/notify.log" 2>&1 &
 mon_pid=$!
 
 start_app() {
@@ -109,6 +110,20 @@ for _ in $(seq 1 50); do
 done
 [ "$delivered" -ge 1 ] || fail "no alert records a desktop delivery"
 echo "ok: $delivered alert(s) record their desktop delivery"
+
+# A click on a notification (dunst's default action, as a user's click would invoke it)
+# opens the view it is about. The newest notification shown is the one clicked.
+dunstctl action 0 || fail "dunstctl could not invoke the notification's action"
+for _ in $(seq 1 50); do
+  grep -q "notification clicked: opening the dashboard view" "$work/app.log" && break
+  sleep 0.2
+done
+grep -q 'member=ActionInvoked' "$work/notify.log" || { cat "$work/notify.log"; fail "the daemon sent no ActionInvoked signal"; }
+opened=$(grep -o 'notification clicked: opening the dashboard view [^ ]*' "$work/app.log" | awk '{print $NF}' | head -1)
+[ -n "$opened" ] || fail "the app did not act on the notification click"
+grep -q "could not open the dashboard view" "$work/app.log" && fail "the view could not be opened"
+case "$opened" in \#/alerts*|\#/tasks/*) ;; *) fail "the click opened an unexpected view: $opened" ;; esac
+echo "ok: clicking the notification (dunstctl action 0) sent ActionInvoked and opened the dashboard at $opened"
 
 # 3. With a tray host the icon is docked (a window of the app inside trayer's).
 stop_app
