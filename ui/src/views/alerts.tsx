@@ -1,14 +1,16 @@
 // Alerts & Settings: the stored alert history (`GET /alerts?status&limit&before`, paged by
 // id), acknowledgement (`POST /alerts/{id}/acknowledge`), the rules with editable
-// thresholds (`PUT /alerts/rules/{id}` with the whole rule), and what `/status` reports
-// about the LLM endpoint and the other settings (read only: no route edits them yet).
+// thresholds (`PUT /alerts/rules/{id}` with the whole rule), the editable settings (LLM
+// endpoint URLs and alert delivery channels: `GET`/`PUT /settings`, saved to the config
+// file and applied at once), and what `/status` reports about the rest.
 
 import { useEffect, useState } from "preact/hooks";
 import * as f from "../format";
 import { draftOf, ruleFromDraft, type RuleDraft } from "../ruleForm";
+import * as sf from "../settingsForm";
 import { SEVERITIES, type AlertList, type AlertRecord, type Rule, type Severity, type SystemStatus } from "../types";
 import { api } from "../ui/app-state";
-import { Button, Empty, ErrorNote, Loading, Panel, Pill, StatusPill } from "../ui/components";
+import { Button, Empty, ErrorNote, Field, Loading, Panel, Pill, StatusPill } from "../ui/components";
 import { asApiError, useAction, useDebounced, usePoll, useSocket } from "../ui/hooks";
 import type { ApiError } from "../api";
 
@@ -330,6 +332,167 @@ function Settings() {
   );
 }
 
+function Locked(props: { by: string | null | undefined }) {
+  if (!props.by) return null;
+  return <span class="muted small"> — set by the environment variable {props.by}; unset it to edit here</span>;
+}
+
+function EditableSettings() {
+  const loaded = usePoll((signal) => api().get<sf.SettingsView>("/settings", {}, signal), 0, []);
+  const [view, setView] = useState<sf.SettingsView | null>(null);
+  const [draft, setDraft] = useState<sf.SettingsDraft | null>(null);
+  const [errors, setErrors] = useState<sf.DraftErrors>({});
+  const [saved, setSaved] = useState(false);
+  const save = useAction<sf.SettingsView>();
+  useEffect(() => {
+    if (loaded.data) {
+      setView(loaded.data);
+      setDraft(sf.draftOf(loaded.data));
+    }
+  }, [loaded.data]);
+  if (!view || !draft) return loaded.error ? <ErrorNote error={loaded.error} /> : <Loading what="settings" />;
+  const checked = sf.editFromDraft(view, draft);
+  const changed = !checked.ok || !sf.isEmpty(checked.edit);
+  const emailLocked = view.email.locked_by.length > 0 ? view.email.locked_by.join(", ") : null;
+  const text = (key: "smtpUrl" | "from" | "to" | "slackWebhook") => (e: Event) => {
+    setSaved(false);
+    setDraft({ ...draft, [key]: (e.currentTarget as HTMLInputElement).value });
+  };
+  const onSave = (): void => {
+    if (!checked.ok) {
+      setErrors(checked.errors);
+      return;
+    }
+    setErrors({});
+    void save.run(() => api().put<sf.SettingsView>("/settings", checked.edit)).then((next) => {
+      if (next) {
+        setView(next);
+        setDraft(sf.draftOf(next));
+        setSaved(true);
+      }
+    });
+  };
+  return (
+    <form
+      class="settings-form"
+      data-testid="settings-form"
+      onSubmit={(e) => {
+        e.preventDefault();
+        onSave();
+      }}
+    >
+      <h3>LLM endpoints</h3>
+      <div class="form-grid">
+        {view.providers.map((p) => (
+          <Field
+            key={p.name}
+            label={`${p.name} (${p.kind}${p.default ? ", default" : ""})`}
+            error={errors[`url:${p.name}`]}
+            hint={p.api_key_set ? "an API key is configured" : undefined}
+            wide
+          >
+            <input
+              value={draft.urls[p.name] ?? p.base_url}
+              disabled={!!p.locked_by}
+              data-testid={`settings-url-${p.name}`}
+              onInput={(e) => {
+                setSaved(false);
+                setDraft({ ...draft, urls: { ...draft.urls, [p.name]: (e.currentTarget as HTMLInputElement).value } });
+              }}
+            />
+            <Locked by={p.locked_by} />
+          </Field>
+        ))}
+      </div>
+      <p class="muted small">Default model: {view.model}</p>
+      <h3>
+        Alert email <Pill tone={view.email.enabled ? "good" : "idle"}>{view.email.enabled ? "on" : "off"}</Pill>
+        <Locked by={emailLocked} />
+      </h3>
+      <div class="form-grid">
+        <Field
+          label="SMTP URL"
+          error={errors.smtpUrl}
+          hint={view.email.smtp_url_set ? "set (hidden); type a new one to replace it" : "smtp://user:password@host:587?tls=required"}
+          wide
+        >
+          <input
+            type="password"
+            autocomplete="off"
+            value={draft.smtpUrl}
+            disabled={!!emailLocked || draft.emailOff}
+            placeholder={view.email.smtp_url_set ? "•••••••• (unchanged)" : ""}
+            data-testid="settings-smtp-url"
+            onInput={text("smtpUrl")}
+          />
+        </Field>
+        <Field label="From" error={errors.from}>
+          <input value={draft.from} disabled={!!emailLocked || draft.emailOff} data-testid="settings-email-from" onInput={text("from")} />
+        </Field>
+        <Field label="To" error={errors.to} hint="addresses separated by commas">
+          <input value={draft.to} disabled={!!emailLocked || draft.emailOff} data-testid="settings-email-to" onInput={text("to")} />
+        </Field>
+        {view.email.smtp_url_set && (
+          <label class="check">
+            <input
+              type="checkbox"
+              checked={draft.emailOff}
+              disabled={!!emailLocked}
+              onChange={(e) => setDraft({ ...draft, emailOff: (e.currentTarget as HTMLInputElement).checked })}
+            />{" "}
+            switch email off
+          </label>
+        )}
+      </div>
+      <h3>
+        Slack <Pill tone={view.slack.enabled ? "good" : "idle"}>{view.slack.enabled ? "on" : "off"}</Pill>
+        <Locked by={view.slack.locked_by} />
+      </h3>
+      <div class="form-grid">
+        <Field
+          label="Incoming webhook URL"
+          error={errors.slackWebhook}
+          hint={view.slack.enabled ? "set (hidden); type a new one to replace it" : "https://hooks.slack.com/services/…"}
+          wide
+        >
+          <input
+            type="password"
+            autocomplete="off"
+            value={draft.slackWebhook}
+            disabled={!!view.slack.locked_by || draft.slackOff}
+            placeholder={view.slack.enabled ? "•••••••• (unchanged)" : ""}
+            data-testid="settings-slack-webhook"
+            onInput={text("slackWebhook")}
+          />
+        </Field>
+        {view.slack.enabled && (
+          <label class="check">
+            <input
+              type="checkbox"
+              checked={draft.slackOff}
+              disabled={!!view.slack.locked_by}
+              onChange={(e) => setDraft({ ...draft, slackOff: (e.currentTarget as HTMLInputElement).checked })}
+            />{" "}
+            switch Slack off
+          </label>
+        )}
+      </div>
+      <div class="form-actions">
+        <Button type="submit" kind="primary" disabled={!changed} busy={save.busy} testid="settings-save">
+          Save settings
+        </Button>
+        {saved && !changed && (
+          <span class="muted small" data-testid="settings-saved">
+            saved to {view.config_file} and applied
+          </span>
+        )}
+        {!saved && <span class="muted small">saved to {view.config_file}; applied at once, no restart</span>}
+      </div>
+      <ErrorNote error={save.error} />
+    </form>
+  );
+}
+
 export function Alerts() {
   return (
     <div class="view">
@@ -338,7 +501,10 @@ export function Alerts() {
       <Panel title="Alert rules" actions={<span class="muted small">a saved rule starts its alerts' state over</span>}>
         <Rules />
       </Panel>
-      <Panel title="Settings" actions={<span class="muted small">as /status reports them</span>}>
+      <Panel title="Endpoints and delivery" actions={<span class="muted small">editable</span>}>
+        <EditableSettings />
+      </Panel>
+      <Panel title="Status" actions={<span class="muted small">as /status reports them</span>}>
         <Settings />
       </Panel>
     </div>

@@ -26,6 +26,7 @@ mod messages;
 mod monitoring;
 mod openapi;
 mod routes;
+pub mod settings;
 pub mod setup;
 mod ws;
 
@@ -167,6 +168,10 @@ pub fn app(state: AppState) -> Router {
         .route("/analytics/performance", get(routes::analytics))
         .route("/orchestration/pause", post(routes::pause))
         .route("/setup/doctor", get(setup::doctor))
+        .route(
+            "/settings",
+            get(settings::get_settings).put(settings::put_settings),
+        )
         .route("/models/pull", post(setup::pull_model))
         .route("/orchestration/resume", post(routes::resume))
         .route("/alerts", get(monitoring::list_alerts))

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::{infra, messages, monitoring, routes, setup};
+use crate::{infra, messages, monitoring, routes, settings, setup};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,8 @@ use crate::{infra, messages, monitoring, routes, setup};
         routes::put_agent,
         routes::delete_agent,
         routes::agent_definition,
+        settings::get_settings,
+        settings::put_settings,
         routes::control_agent,
         routes::submit_task,
         routes::list_tasks,

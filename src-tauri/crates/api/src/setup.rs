@@ -47,9 +47,22 @@ pub type PullFn = Arc<
         + Sync,
 >;
 
-/// What the serving process provides for the first-run routes.
+/// The editable settings as JSON (`GET /settings`).
+pub type ViewSettingsFn = Arc<dyn Fn() -> Value + Send + Sync>;
+/// Applies an edit, answering the settings as they are then (`PUT /settings`).
+pub type EditSettingsFn = Arc<
+    dyn Fn(crate::settings::SettingsBody) -> BoxFuture<'static, Result<Value, SetupError>>
+        + Send
+        + Sync,
+>;
+
+/// What the serving process provides for the first-run and settings routes.
 #[derive(Clone)]
 pub struct Setup {
+    /// `GET /settings`.
+    pub view_settings: ViewSettingsFn,
+    /// `PUT /settings`.
+    pub edit_settings: EditSettingsFn,
     /// `GET /setup/doctor`.
     pub doctor: DoctorFn,
     /// `POST /models/pull`.
@@ -66,7 +79,7 @@ impl std::fmt::Debug for Setup {
     }
 }
 
-fn setup(state: &AppState) -> Result<&Setup, ApiError> {
+pub(crate) fn setup(state: &AppState) -> Result<&Setup, ApiError> {
     state.setup.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -35,6 +35,7 @@ pub mod observe;
 pub mod output;
 pub mod serve;
 pub mod settings;
+pub mod settings_admin;
 
 use std::io::IsTerminal as _;
 

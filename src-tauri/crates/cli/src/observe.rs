@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use futures::StreamExt;
 use sutazai_infra::Infra;
 use sutazai_monitor::{
-    Channels, EmailChannel, History, Monitor, MonitorConfig, Notifier, Observation,
+    Channels, EmailChannel, History, LiveChannels, Monitor, MonitorConfig, Notifier, Observation,
     ObservationSource,
 };
 use sutazai_orchestrator::Orchestrator;
@@ -27,18 +27,18 @@ const CONTAINER_INTERVAL: Duration = Duration::from_secs(15);
 const BUS_STATS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Starts the monitor (1 s host samples, a ring of an hour, the default rules, the app's
-/// observations, the history in `<data dir>/monitoring.db`) and delivery to the configured
-/// channels plus `notifiers` (the desktop's). Everything ends with `shutdown`.
+/// observations, the history in `<data dir>/monitoring.db`) and delivery to `channels`
+/// (email and Slack, as the settings set them now and later) plus `notifiers` (the
+/// desktop's). Everything ends with `shutdown`.
 pub async fn start_monitor(
     settings: &Settings,
     orchestrator: Orchestrator,
     infra: Option<Infra>,
+    channels: &LiveChannels,
     notifiers: Vec<Arc<dyn Notifier>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<Monitor> {
-    let mut all = alert_channels(settings)?
-        .notifiers()
-        .context("setting up alert delivery")?;
+    let mut all = channels.notifiers();
     all.extend(notifiers);
     let path = settings.data_dir.join(HISTORY_FILE_NAME);
     let retention = settings.metrics_retention;
@@ -71,7 +71,7 @@ pub async fn start_monitor(
 }
 
 /// Where alerts go besides `/ws` (`SUTAZAI_ALERT_*`).
-fn alert_channels(settings: &Settings) -> anyhow::Result<Channels> {
+pub(crate) fn alert_channels(settings: &Settings) -> anyhow::Result<Channels> {
     let email = match &settings.alert_smtp_url {
         None => None,
         Some(url) => {

@@ -277,6 +277,17 @@ async fn serve_bound(
             return Err(e);
         }
     };
+    // Switchable, so the dashboard's settings can move an endpoint while the app runs.
+    let (switchable_providers, providers) = crate::settings_admin::switchable(providers);
+    let channels = match crate::observe::alert_channels(&settings)
+        .and_then(|c| sutazai_monitor::LiveChannels::new(&c).context("setting up alert delivery"))
+    {
+        Ok(channels) => channels,
+        Err(e) => {
+            journal.close().await;
+            return Err(e);
+        }
+    };
     if settings.redis_url.is_none() && settings.local_agents.trim() != "all" {
         journal.close().await;
         bail!(
@@ -331,6 +342,7 @@ async fn serve_bound(
         &settings,
         orchestrator.clone(),
         Some(infra.clone()),
+        &channels,
         embedding.notifiers,
         infra_stop.clone(),
     )
@@ -352,13 +364,50 @@ async fn serve_bound(
             monitor: monitor.clone(),
         });
     }
-    let doctor_settings = settings.clone();
+    let admin = Arc::new(crate::settings_admin::SettingsAdmin::new(
+        settings.clone(),
+        switchable_providers,
+        channels,
+    ));
+    let doctor_admin = Arc::clone(&admin);
+    let view_admin = Arc::clone(&admin);
+    let edit_admin = Arc::clone(&admin);
     let setup = sutazai_api::setup::Setup {
         doctor: std::sync::Arc::new(move || {
-            let settings = doctor_settings.clone();
+            // The settings as the dashboard last saved them, not as the app started.
+            let settings = doctor_admin.current();
             Box::pin(async move {
                 serde_json::to_value(crate::doctor::run_for_server(&settings).await)
                     .unwrap_or_default()
+            })
+        }),
+        view_settings: Arc::new(move || {
+            serde_json::to_value(view_admin.view()).unwrap_or_default()
+        }),
+        edit_settings: Arc::new(move |body| {
+            let admin = Arc::clone(&edit_admin);
+            Box::pin(async move {
+                let edit = crate::settings_admin::SettingsEdit {
+                    provider_urls: body.providers,
+                    smtp_url: body.alert_smtp_url,
+                    email_from: body.alert_email_from,
+                    email_to: body.alert_email_to,
+                    slack_webhook: body.alert_slack_webhook,
+                };
+                let applied = tokio::task::spawn_blocking(move || admin.apply(&edit)).await;
+                match applied {
+                    Ok(Ok(view)) => Ok(serde_json::to_value(view).unwrap_or_default()),
+                    Ok(Err(e)) => Err(sutazai_api::setup::SetupError {
+                        code: e.code(),
+                        message: e.to_string(),
+                        status: e.status(),
+                    }),
+                    Err(e) => Err(sutazai_api::setup::SetupError {
+                        code: "settings_io_error",
+                        message: format!("saving the settings: {e}"),
+                        status: 500,
+                    }),
+                }
             })
         }),
         pull_model: crate::models::pull_for_api(&settings, infra_stop.clone()),

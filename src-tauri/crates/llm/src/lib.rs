@@ -33,6 +33,7 @@ pub mod instant;
 pub mod ollama;
 pub mod openai;
 pub mod provider;
+pub mod switchable;
 pub mod types;
 
 mod http;
@@ -44,6 +45,7 @@ pub use instant::InstantProvider;
 pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;
 pub use provider::{Provider, ProviderOptions};
+pub use switchable::Switchable;
 pub use types::{
     ChatMessage, ChatRequest, ChatResponse, DoneReason, ModelInfo, PullProgress, Role, TokenSink,
 };

@@ -93,6 +93,104 @@ pub trait Notifier: Send + Sync + 'static {
     fn attempts(&self) -> u32 {
         ATTEMPTS
     }
+
+    /// Whether changes are sent to it now (a channel switched off in the settings is
+    /// skipped, not failed).
+    fn enabled(&self) -> bool {
+        true
+    }
+}
+
+/// One channel whose settings can change while the app runs: a notifier or nothing.
+struct ChannelSlot {
+    name: &'static str,
+    current: std::sync::RwLock<Option<Arc<dyn Notifier>>>,
+}
+
+impl ChannelSlot {
+    fn get(&self) -> Option<Arc<dyn Notifier>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, next: Option<Arc<dyn Notifier>>) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = next;
+    }
+}
+
+impl Notifier for ChannelSlot {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn deliver(&self, alert: AlertRecord) -> Delivering {
+        match self.get() {
+            Some(notifier) => notifier.deliver(alert),
+            None => Box::pin(async { Err("the channel was switched off in the settings".into()) }),
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.get().is_some()
+    }
+}
+
+/// The email and Slack channels as notifiers whose settings can be replaced while alerts
+/// flow ([`LiveChannels::set`], from the dashboard's settings): a change queued before
+/// the replacement is delivered with the settings current when it is sent.
+#[derive(Clone)]
+pub struct LiveChannels {
+    email: Arc<ChannelSlot>,
+    slack: Arc<ChannelSlot>,
+}
+
+impl std::fmt::Debug for LiveChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveChannels")
+            .field("email", &self.email.enabled())
+            .field("slack", &self.slack.enabled())
+            .finish()
+    }
+}
+
+impl LiveChannels {
+    /// The channels of `channels` (checked as [`Channels::notifiers`] does).
+    pub fn new(channels: &Channels) -> Result<LiveChannels, ChannelError> {
+        let live = LiveChannels {
+            email: Arc::new(ChannelSlot {
+                name: "email",
+                current: std::sync::RwLock::new(None),
+            }),
+            slack: Arc::new(ChannelSlot {
+                name: "slack",
+                current: std::sync::RwLock::new(None),
+            }),
+        };
+        live.set(channels)?;
+        Ok(live)
+    }
+
+    /// Replaces both channels' settings; on an error nothing changes.
+    pub fn set(&self, channels: &Channels) -> Result<(), ChannelError> {
+        let email = match &channels.email {
+            Some(email) => Some(Arc::new(email_notifier(email)?) as Arc<dyn Notifier>),
+            None => None,
+        };
+        let slack = channels
+            .slack_webhook
+            .as_deref()
+            .map(|url| Arc::new(slack_notifier(url)) as Arc<dyn Notifier>);
+        self.email.set(email);
+        self.slack.set(slack);
+        Ok(())
+    }
+
+    /// Both channels, for [`start`]; each is skipped while switched off.
+    pub fn notifiers(&self) -> Vec<Arc<dyn Notifier>> {
+        vec![self.email.clone(), self.slack.clone()]
+    }
 }
 
 /// Email over SMTP.
@@ -165,15 +263,19 @@ impl Channels {
             out.push(Arc::new(email_notifier(email)?));
         }
         if let Some(url) = &self.slack_webhook {
-            out.push(Arc::new(SlackNotifier {
-                client: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(20))
-                    .build()
-                    .unwrap_or_default(),
-                url: url.clone(),
-            }));
+            out.push(Arc::new(slack_notifier(url)));
         }
         Ok(out)
+    }
+}
+
+fn slack_notifier(url: &str) -> SlackNotifier {
+    SlackNotifier {
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .unwrap_or_default(),
+        url: url.to_owned(),
     }
 }
 
@@ -251,10 +353,10 @@ async fn run_channel(
 
 /// Starts delivering `monitor`'s alert changes (fired and resolved) to `notifiers`.
 pub fn start(monitor: &Monitor, notifiers: Vec<Arc<dyn Notifier>>, shutdown: CancellationToken) {
-    let mut queues: Vec<mpsc::UnboundedSender<AlertRecord>> = Vec::new();
+    let mut queues: Vec<(Arc<dyn Notifier>, mpsc::UnboundedSender<AlertRecord>)> = Vec::new();
     for notifier in notifiers {
         let (tx, rx) = mpsc::unbounded_channel();
-        queues.push(tx);
+        queues.push((notifier.clone(), tx));
         tokio::spawn(run_channel(notifier, rx, monitor.clone(), shutdown.clone()));
     }
     if queues.is_empty() {
@@ -271,8 +373,10 @@ pub fn start(monitor: &Monitor, notifiers: Vec<Arc<dyn Notifier>>, shutdown: Can
                 // Acknowledgements are not sent out; firing and resolution are.
                 Ok(record) if record.acknowledged && record.status == "firing" => {}
                 Ok(record) => {
-                    for q in &queues {
-                        let _ = q.send(record.clone());
+                    for (notifier, q) in &queues {
+                        if notifier.enabled() {
+                            let _ = q.send(record.clone());
+                        }
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
