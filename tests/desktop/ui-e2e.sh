@@ -3,7 +3,8 @@
 # driven through tauri-driver and WebKitWebDriver under Xvfb on a private D-Bus session, by
 # the WebdriverIO client in tests/ui-e2e/run.mjs, against the real test model: a task
 # submitted from the form completes in the task view with streamed output, another is
-# cancelled, a firing alert is acknowledged; a screenshot of every view is saved.
+# cancelled, a firing alert is acknowledged, an agent is defined, edited and deleted in the
+# Agents view's editor; a screenshot of every view is saved.
 # Needs the test LLM's exports (OLLAMA_API_URL, SUTAZAI_MODEL: scripts/test-llm.sh start).
 # Usage: tests/desktop/ui-e2e.sh [path/to/sutazai]   (run by scripts/test.sh)
 set -euo pipefail

@@ -2,8 +2,9 @@
 // End-to-end test of the SutazAI desktop window (issue 6, "What it must show"): drives the
 // real app through tauri-driver and WebKitWebDriver (under Xvfb), against a real server and
 // the real test model. It submits a task from the form and watches it complete in the task
-// view with streamed tokens, cancels another, acknowledges a firing alert, and saves a
-// screenshot of every view.
+// view with streamed tokens, cancels another, acknowledges a firing alert, defines an agent
+// in the Agents view's editor (an invalid field refused first), edits and deletes it, and
+// saves a screenshot of every view and of the agent editor.
 //
 // The harness (.ci/run → scripts/test.sh) starts the server, the test model, an X display and
 // `tauri-driver`, then runs `node tests/ui-e2e/run.mjs` with:
@@ -14,8 +15,8 @@
 //   SUTAZAI_API     the API base the app talks to (default http://127.0.0.1:8000); this script
 //                   uses it to set up a firing alert and to cross-check what the window shows
 //   SHOTS_DIR       where the screenshots go (default /tmp/sutazai-shots): overview, agents,
-//                   tasks, task, messages, infrastructure, analytics, alerts, welcome (.png);
-//                   a failure adds failure.png
+//                   tasks, task, messages, infrastructure, analytics, alerts, agent-editor,
+//                   welcome (.png); a failure adds failure.png
 //
 // Optional:
 //   SUTAZAI_API_TOKEN   sent as `Authorization: Bearer …` on this script's API requests
@@ -30,7 +31,9 @@
 // Preconditions: the server has an agent with the capability `code_generation` and the
 // test model answers. A firing, unacknowledged alert is used when there is one; otherwise
 // this script makes the `host_memory_high` rule fire (memory above 0 %, at once) and puts
-// the rule back at the end.
+// the rule back at the end. The server writes user agents to its agent directory; the agent
+// `e2e-reviewer` this script defines there is deleted at the end (and before, when an
+// earlier run left it).
 //
 // Output: one line per step with its time; exit status 0 when every step passed, 1 with the
 // failed step's reason otherwise, 2 for a configuration error.
@@ -135,7 +138,9 @@ function apiClient(cfg) {
     }
     if (!response.ok) {
       const why = json && typeof json.message === "string" ? `${json.code}: ${json.message}` : text.slice(0, 200);
-      throw new Failure(`${method} ${route} answered HTTP ${response.status} (${why})`);
+      const failure = new Failure(`${method} ${route} answered HTTP ${response.status} (${why})`);
+      failure.status = response.status;
+      throw failure;
     }
     return json;
   };
@@ -183,6 +188,12 @@ async function pageState(browser) {
       doctorChecks: document.querySelectorAll('[data-testid="doctor-check"]').length,
       welcomeError: message(q('[data-testid="welcome"] [data-testid="error"]')),
       welcomeBusy: Boolean(q('[data-testid="doctor-rerun"][aria-busy="true"]')),
+      agentForm: q('[data-testid="agent-form"]')?.getAttribute("data-mode") ?? null,
+      agentFormError: message(q('[data-testid="agent-form-error"] [data-testid="error"]')),
+      agentFieldErrors: [...document.querySelectorAll('[data-testid^="agent-error-"]')].map(
+        (e) => `${e.dataset.testid.replace("agent-error-", "")}: ${text(e)}`,
+      ),
+      notice: text(q('[data-testid="notice-toast"] .toast-text')),
       errors,
     };
   });
@@ -226,6 +237,41 @@ async function setFieldValue(browser, id, value) {
     value,
   );
   if (!done) throw new Failure(`could not set ${tid(id)} to ${JSON.stringify(value).slice(0, 40)}`);
+}
+
+/** Clicks a control after closing the toasts, which sit in the bottom-right corner and may cover it. */
+async function press(browser, id) {
+  await browser.execute(() => document.querySelectorAll(".toast-close").forEach((b) => b.click()));
+  const el = await browser.$(tid(id));
+  await el.waitForDisplayed({ timeoutMsg: `${tid(id)} is not shown` });
+  await el.click();
+}
+
+/** Saves the agent editor and waits until it closed; resolves to the toast it left. */
+async function saveAgent(browser, cfg) {
+  await press(browser, "agent-save");
+  const s = await until(
+    cfg.timeout,
+    async () => {
+      const s = await pageState(browser);
+      if (s.agentFormError) throw new Failure(`the editor shows an error: ${s.agentFormError}`);
+      if (s.agentFieldErrors.length > 0) throw new Failure(`the editor refused a field: ${s.agentFieldErrors.join("; ")}`);
+      return s.agentForm === null ? s : null;
+    },
+    async () => `the editor is still open after saving (${(await pageState(browser)).errors.join(" | ") || "no error shown"})`,
+  );
+  return s.notice || "no toast";
+}
+
+/** Whether `GET /agents/{id}` knows the agent; false on 404, other failures thrown. */
+async function agentExists(api, id) {
+  return api("GET", `/agents/${encodeURIComponent(id)}`).then(
+    () => true,
+    (err) => {
+      if (err.status === 404) return false;
+      throw err;
+    },
+  );
 }
 
 /** Fills the task form (the Tasks view is open) and submits it; resolves to the new task's id. */
@@ -274,6 +320,11 @@ const LONG_DESCRIPTION = [
   ),
 ].join(" ");
 
+/** The user agent the editor steps define, and its prompt (non-ASCII on purpose). */
+const E2E_AGENT = "e2e-reviewer";
+const E2E_PROMPT =
+  "You review changes made by the SutazAI end-to-end test.\nAnswer in one short sentence — café, naïve, 日本語 are fine.";
+
 async function main() {
   let cfg;
   try {
@@ -290,6 +341,7 @@ async function main() {
   let browser = null;
   let restoreRule = null;
   let alertId = null;
+  let agentDefined = false;
 
   say("", null, `WebDriver ${cfg.webdriver.href} · API ${cfg.api} · screenshots in ${cfg.shots}`);
   try {
@@ -528,6 +580,100 @@ async function main() {
       return `alert ${alertId} acknowledged; GET /alerts agrees`;
     });
 
+    await step("define an agent in the editor", async () => {
+      if (await agentExists(api, E2E_AGENT)) await api("DELETE", `/agents/${E2E_AGENT}`);
+      await openView(browser, cfg, "agents", tid("agent-row"));
+      await press(browser, "agent-new");
+      await (await browser.$(`${tid("agent-form")}[data-mode="new"]`)).waitForDisplayed({
+        timeout: cfg.timeout,
+        timeoutMsg: "New agent opened no editor (agent-form[data-mode=new])",
+      });
+      agentDefined = true;
+      await setValue(browser, "agent-field-id", E2E_AGENT);
+      await setValue(browser, "agent-field-name", "E2E Reviewer");
+      await setFieldValue(browser, "agent-field-category", "development");
+      await setFieldValue(browser, "agent-field-role", "specialist");
+      await setValue(browser, "agent-field-capabilities", "e2e_review");
+      await setFieldValue(browser, "agent-field-system_prompt", E2E_PROMPT);
+      await setValue(browser, "agent-field-temperature", "5");
+      await press(browser, "agent-save");
+      const error = await browser.$(tid("agent-error-temperature"));
+      await error.waitForDisplayed({
+        timeout: cfg.timeout,
+        timeoutMsg: "temperature 5 is not marked invalid (agent-error-temperature)",
+      });
+      const refusal = await error.getText();
+      const counter = await (await browser.$(tid("agent-prompt-count"))).getText();
+      await browser.execute(() => document.querySelector('[data-testid="agent-editor"]').scrollIntoView());
+      await shoot(browser, cfg, "agent-editor");
+      if (await agentExists(api, E2E_AGENT)) {
+        throw new Failure(`the editor refused temperature 5, yet GET /agents/${E2E_AGENT} finds the agent`);
+      }
+      await setValue(browser, "agent-field-temperature", "0.4");
+      await error.waitForExist({ reverse: true, timeoutMsg: "the temperature error stayed after the temperature was fixed" });
+      const toast = await saveAgent(browser, cfg);
+      const agent = await api("GET", `/agents/${E2E_AGENT}`);
+      if (!String(agent.source).endsWith(`${E2E_AGENT}.toml`)) {
+        throw new Failure(`GET /agents/${E2E_AGENT} says it is defined in ${agent.source}, not in a file ${E2E_AGENT}.toml`);
+      }
+      const { definition } = await api("GET", `/agents/${E2E_AGENT}/definition`);
+      const wrong = [
+        definition.name !== "E2E Reviewer" && `name ${definition.name}`,
+        definition.role !== "specialist" && `role ${definition.role}`,
+        JSON.stringify(definition.capabilities) !== '["e2e_review"]' && `capabilities ${definition.capabilities}`,
+        definition.system_prompt !== E2E_PROMPT && "another system prompt",
+        Math.abs(definition.temperature - 0.4) > 1e-6 && `temperature ${definition.temperature}`,
+      ].filter(Boolean);
+      if (wrong.length > 0) throw new Failure(`GET /agents/${E2E_AGENT}/definition has ${wrong.join(", ")}`);
+      return `temperature 5 refused ("${refusal}", prompt ${counter}), nothing created; saved as ${agent.source} (toast: ${toast})`;
+    });
+
+    await step("edit the agent in the editor", async () => {
+      await press(browser, `agent-edit-${E2E_AGENT}`);
+      await (await browser.$(`${tid("agent-form")}[data-mode="edit"]`)).waitForDisplayed({
+        timeout: cfg.timeout,
+        timeoutMsg: `Edit opened no editor for ${E2E_AGENT} (agent-form[data-mode=edit])`,
+      });
+      const id = await browser.$(tid("agent-field-id"));
+      if ((await id.getValue()) !== E2E_AGENT) throw new Failure(`the editor's id field says "${await id.getValue()}"`);
+      if ((await id.getAttribute("readonly")) === null) throw new Failure("the id can be changed while editing");
+      const before = await (await browser.$(tid("agent-field-max_concurrency"))).getValue();
+      await setValue(browser, "agent-field-max_concurrency", "3");
+      const toast = await saveAgent(browser, cfg);
+      const agent = await api("GET", `/agents/${E2E_AGENT}`);
+      if (agent.max_concurrency !== 3) {
+        throw new Failure(`saved max_concurrency 3, GET /agents/${E2E_AGENT} says ${agent.max_concurrency}`);
+      }
+      const { definition } = await api("GET", `/agents/${E2E_AGENT}/definition`);
+      if (definition.system_prompt !== E2E_PROMPT || JSON.stringify(definition.capabilities) !== '["e2e_review"]') {
+        throw new Failure(`the edit changed more than max_concurrency: ${JSON.stringify(definition).slice(0, 200)}`);
+      }
+      return `max_concurrency ${before} → 3; GET /agents/${E2E_AGENT} agrees (toast: ${toast})`;
+    });
+
+    await step("delete the agent from the editor", async () => {
+      await press(browser, `agent-edit-${E2E_AGENT}`);
+      await press(browser, `agent-delete-${E2E_AGENT}`);
+      await press(browser, "agent-delete-confirm");
+      await until(
+        cfg.timeout,
+        async () => {
+          const s = await pageState(browser);
+          if (s.agentFormError) throw new Failure(`the editor shows an error: ${s.agentFormError}`);
+          return s.agentForm === null;
+        },
+        "the editor is still open after deleting",
+      );
+      if (await agentExists(api, E2E_AGENT)) throw new Failure(`deleted in the window, yet GET /agents/${E2E_AGENT} finds it`);
+      agentDefined = false;
+      await (await browser.$(tid(`agent-edit-${E2E_AGENT}`))).waitForExist({
+        reverse: true,
+        timeout: cfg.timeout,
+        timeoutMsg: `the registry still lists ${E2E_AGENT}`,
+      });
+      return `${E2E_AGENT} deleted; GET /agents/${E2E_AGENT} answers 404`;
+    });
+
     say("PASS", performance.now() - started, "every step passed");
     return 0;
   } catch (err) {
@@ -545,6 +691,12 @@ async function main() {
       await api("PUT", `/alerts/rules/${encodeURIComponent(restoreRule.id)}`, restoreRule).then(
         () => say("", null, `rule ${restoreRule.id} put back`),
         (err) => say("warn", null, `rule ${restoreRule.id} could not be put back: ${err.message}`),
+      );
+    }
+    if (agentDefined) {
+      await api("DELETE", `/agents/${E2E_AGENT}`).then(
+        () => say("", null, `agent ${E2E_AGENT} deleted`),
+        (err) => err.status === 404 || say("warn", null, `agent ${E2E_AGENT} could not be deleted: ${err.message}`),
       );
     }
     if (browser) await browser.deleteSession().catch(() => undefined);

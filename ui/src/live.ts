@@ -12,6 +12,8 @@ export interface Toast {
   status: string;
   /** The stored alert's id, when the message carried one. */
   alertId: number | null;
+  /** A note about something done on this page (an agent saved), not an alert. */
+  notice?: boolean;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

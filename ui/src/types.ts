@@ -139,6 +139,45 @@ export interface AgentList {
   total: number;
 }
 
+export const AGENT_CATEGORIES = ["core_intelligence", "development", "infrastructure", "specialized_ai", "security"] as const;
+export type AgentCategory = (typeof AGENT_CATEGORIES)[number];
+
+export const AGENT_ROLES = ["coordinator", "worker", "specialist", "monitor"] as const;
+export type AgentRole = (typeof AGENT_ROLES)[number];
+
+/** `sutazai_core::AgentSpec`: an agent's definition (`POST /agents`, `PUT /agents/{id}`). */
+export interface AgentSpec {
+  id: string;
+  name: string;
+  category: AgentCategory;
+  role: AgentRole;
+  capabilities: string[];
+  /** Left out: the configured default model. */
+  model?: string;
+  /** Left out: the configured default provider. */
+  provider?: string;
+  system_prompt: string;
+  temperature: number;
+  max_concurrency: number;
+}
+
+/** `sutazai_orchestrator::AgentDefinition` (`GET /agents/{id}/definition`). */
+export interface AgentDefinition {
+  definition: AgentSpec;
+  /** `builtin`, or the path of the user file that defines it. */
+  source: string;
+  /** Whether a built-in agent has this id (deleting the user file brings it back). */
+  builtin: boolean;
+}
+
+/** `sutazai_orchestrator::AgentRemoval` (`DELETE /agents/{id}`). */
+export interface AgentRemoval {
+  id: string;
+  deleted_file: string;
+  /** The built-in agent back in place of the user's, or null when the agent is gone. */
+  restored: AgentInfo | null;
+}
+
 /** Answer of `POST /agents/{id}/control`. */
 export interface AgentControlAnswer {
   agent_id: string;

@@ -1,5 +1,6 @@
 // State the whole page shares: the API client, the one `/ws` socket and who listens to
-// it, the socket's state, the last system status, and the alert toasts.
+// it, the socket's state, the last system status, and the toasts (alerts, and notes about
+// what the page just did).
 
 import { signal } from "@preact/signals";
 import { Api, wsUrl } from "../api";
@@ -17,7 +18,7 @@ let socket: EventSocket | null = null;
 export const socketState = signal<SocketState>("connecting");
 /** The last `system_status` message's data. */
 export const systemStatus = signal<Record<string, unknown> | null>(null);
-/** Alert toasts showing now, newest last. */
+/** Toasts showing now, newest last. */
 export const toasts = signal<Toast[]>([]);
 
 const TOAST_MS = 10_000;
@@ -29,6 +30,17 @@ export function dismissToast(key: string): void {
   toasts.value = toasts.value.filter((t) => t.key !== key);
 }
 
+function show(toast: Toast): void {
+  toasts.value = [...toasts.value, toast].slice(-MAX_TOASTS);
+  setTimeout(() => dismissToast(toast.key), TOAST_MS);
+}
+
+/** Says in a toast that something the page asked for is done ("Agent x saved"). */
+export function notify(message: string): void {
+  toastSequence += 1;
+  show({ key: `note-${toastSequence}`, severity: "info", message, status: "", alertId: null, notice: true });
+}
+
 function onMessage(message: WsMessage): void {
   if (message.type === "system_status" && typeof message.data === "object" && message.data !== null) {
     systemStatus.value = message.data as Record<string, unknown>;
@@ -36,10 +48,7 @@ function onMessage(message: WsMessage): void {
   if (message.type === "alert") {
     toastSequence += 1;
     const toast = toastFor(message, seenAlerts, toastSequence);
-    if (toast) {
-      toasts.value = [...toasts.value, toast].slice(-MAX_TOASTS);
-      setTimeout(() => dismissToast(toast.key), TOAST_MS);
-    }
+    if (toast) show(toast);
   }
   for (const listener of listeners) {
     try {

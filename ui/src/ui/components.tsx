@@ -121,20 +121,23 @@ export function Json(props: { value: unknown; testid?: string; class?: string })
   );
 }
 
-/** A label, its control and the control's error. */
+/** A label, its control and the control's error (`errorTestid` marks the error's text). */
 export function Field(props: {
   label: string;
   error?: string;
   hint?: ComponentChildren;
   children: ComponentChildren;
   wide?: boolean;
+  errorTestid?: string;
 }) {
   return (
     <label class={`field ${props.wide ? "wide" : ""} ${props.error ? "has-error" : ""}`}>
       <span class="field-label">{props.label}</span>
       {props.children}
       {props.error ? (
-        <span class="field-error">{props.error}</span>
+        <span class="field-error" data-testid={props.errorTestid}>
+          {props.error}
+        </span>
       ) : props.hint ? (
         <span class="field-hint">{props.hint}</span>
       ) : null}
@@ -172,6 +175,8 @@ export function Button(props: {
   busy?: boolean;
   disabled?: boolean;
   kind?: "primary" | "danger" | "plain";
+  /** A compact button, for table rows. */
+  small?: boolean;
   testid?: string;
   title?: string;
   type?: "button" | "submit";
@@ -180,7 +185,7 @@ export function Button(props: {
   return (
     <button
       type={props.type ?? "button"}
-      class={`btn btn-${props.kind ?? "plain"}`}
+      class={`btn btn-${props.kind ?? "plain"}${props.small ? " btn-small" : ""}`}
       disabled={props.disabled || props.busy}
       aria-busy={props.busy ? "true" : undefined}
       data-testid={props.testid}

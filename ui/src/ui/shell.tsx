@@ -1,5 +1,5 @@
 // The page around the views: sidebar navigation, the header with the connection and
-// health, the view the hash names, and the alert toasts pushed over `/ws`.
+// health, the view the hash names, and the toasts: alerts pushed over `/ws`, notes from views.
 
 import { useEffect, useState } from "preact/hooks";
 import { tone } from "../api";
@@ -104,12 +104,16 @@ function Toasts() {
         <div
           key={t.key}
           class={`toast sev-${t.severity} ${t.status === "resolved" ? "resolved" : ""}`}
-          data-testid="alert-toast"
+          data-testid={t.notice ? "notice-toast" : "alert-toast"}
           role="status"
         >
-          <a href={routeHash({ view: "alerts" })} onClick={() => dismissToast(t.key)}>
-            <strong>{t.status === "resolved" ? "Resolved" : t.severity}</strong> {t.message}
-          </a>
+          {t.notice ? (
+            <span class="toast-text">{t.message}</span>
+          ) : (
+            <a href={routeHash({ view: "alerts" })} onClick={() => dismissToast(t.key)}>
+              <strong>{t.status === "resolved" ? "Resolved" : t.severity}</strong> {t.message}
+            </a>
+          )}
           <button type="button" class="toast-close" aria-label="Dismiss" onClick={() => dismissToast(t.key)}>
             ×
           </button>
