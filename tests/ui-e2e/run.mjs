@@ -674,6 +674,45 @@ async function main() {
       return `${E2E_AGENT} deleted; GET /agents/${E2E_AGENT} answers 404`;
     });
 
+    await step("edit the alert delivery settings", async () => {
+      await openView(browser, cfg, "alerts", tid("settings-form"));
+      const before = await api("GET", "/settings");
+      const formErrors = () =>
+        browser.execute(() =>
+          [...document.querySelectorAll('[data-testid="settings-form"] .field-error')].map((e) => e.textContent),
+        );
+      // A URL the environment fixes cannot be edited here, and says why.
+      const locked = before.providers.find((p) => p.locked_by);
+      if (locked) {
+        const input = await browser.$(tid(`settings-url-${locked.name}`));
+        if (await input.isEnabled()) throw new Failure(`${locked.name}'s URL is set by ${locked.locked_by}, yet editable`);
+      }
+      // A webhook that is not a URL: refused in the form, nothing saved.
+      await setValue(browser, "settings-slack-webhook", "hooks.example");
+      await press(browser, "settings-save");
+      await until(cfg.timeout, async () => (await formErrors()).length > 0, "no field error for a webhook that is not a URL");
+      if ((await api("GET", "/settings")).slack.enabled !== before.slack.enabled)
+        throw new Failure("an invalid webhook changed the settings");
+      // A real one: saved to the config file and applied.
+      await setValue(browser, "settings-slack-webhook", "http://127.0.0.1:9/e2e-hook");
+      await press(browser, "settings-save");
+      await (await browser.$(tid("settings-saved"))).waitForDisplayed({
+        timeout: cfg.timeout,
+        timeoutMsg: `no "saved" note after saving (${(await formErrors()).join("; ") || "no field error"})`,
+      });
+      const on = await api("GET", "/settings");
+      if (!on.slack.enabled) throw new Failure("saved in the window, yet GET /settings says Slack is off");
+      if (JSON.stringify(on).includes("e2e-hook")) throw new Failure("GET /settings answers the webhook URL, a secret");
+      await shoot(browser, cfg, "settings");
+      // And off again.
+      await press(browser, "settings-slack-off");
+      await press(browser, "settings-save");
+      await until(cfg.timeout, async () => !(await api("GET", "/settings")).slack.enabled, "Slack is still on after switching it off");
+      return `Slack webhook refused while invalid, saved to ${on.config_file} (secret not answered), switched off again${
+        locked ? `; ${locked.name}'s URL locked by ${locked.locked_by}` : ""
+      }`;
+    });
+
     say("PASS", performance.now() - started, "every step passed");
     return 0;
   } catch (err) {

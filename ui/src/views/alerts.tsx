@@ -438,6 +438,7 @@ function EditableSettings() {
               type="checkbox"
               checked={draft.emailOff}
               disabled={!!emailLocked}
+              data-testid="settings-email-off"
               onChange={(e) => setDraft({ ...draft, emailOff: (e.currentTarget as HTMLInputElement).checked })}
             />{" "}
             switch email off
@@ -471,6 +472,7 @@ function EditableSettings() {
               type="checkbox"
               checked={draft.slackOff}
               disabled={!!view.slack.locked_by}
+              data-testid="settings-slack-off"
               onChange={(e) => setDraft({ ...draft, slackOff: (e.currentTarget as HTMLInputElement).checked })}
             />{" "}
             switch Slack off
