@@ -66,7 +66,40 @@ export function mergeHistory(kept: HostSnapshot[], incoming: HostSnapshot[], hor
 }
 
 /** Host snapshots (oldest first) as chart columns. */
-export function hostColumns(history: HostSnapshot[]): HostColumns {
+/**
+ * At most `maxPoints` points: consecutive points averaged in equal runs (nulls skipped; a
+ * run of nulls stays a gap), each run at its newest time, so the last point is still "now".
+ * A chart draws every point it is given on each redraw; an hour of 1 s samples is six times
+ * more than a graph's width can show, and redrawing them is what a resident dashboard
+ * spends its CPU on.
+ */
+export function thin(columns: Columns, maxPoints: number): Columns {
+  const n = columns.times.length;
+  if (maxPoints < 1 || n <= maxPoints) return columns;
+  const run = Math.ceil(n / maxPoints);
+  const times: number[] = [];
+  const lines = columns.lines.map((l) => ({ label: l.label, values: [] as (number | null)[] }));
+  // Runs end at the newest point: the first run may be shorter.
+  for (let end = n - 1 - Math.floor((n - 1) / run) * run; end < n; end += run) {
+    const start = Math.max(0, end - run + 1);
+    times.push(columns.times[end] as number);
+    columns.lines.forEach((line, i) => {
+      let sum = 0;
+      let count = 0;
+      for (let k = start; k <= end; k++) {
+        const v = line.values[k];
+        if (v !== null && v !== undefined && Number.isFinite(v)) {
+          sum += v;
+          count++;
+        }
+      }
+      lines[i]?.values.push(count > 0 ? sum / count : null);
+    });
+  }
+  return { times, lines };
+}
+
+export function hostColumns(history: HostSnapshot[], maxPoints = Number.POSITIVE_INFINITY): HostColumns {
   const times: number[] = [];
   const cpu: (number | null)[] = [];
   const load: (number | null)[] = [];
@@ -103,15 +136,16 @@ export function hostColumns(history: HostSnapshot[]): HostColumns {
     });
   }
   const hasSwap = swap.some((v) => v !== null);
+  const few = (c: Columns): Columns => thin(c, maxPoints);
   return {
-    cpu: {
+    cpu: few({
       times,
       lines: [
         { label: "CPU", values: cpu },
         { label: "Load (1 min, % of cores)", values: load },
       ],
-    },
-    memory: {
+    }),
+    memory: few({
       times,
       lines: hasSwap
         ? [
@@ -119,24 +153,24 @@ export function hostColumns(history: HostSnapshot[]): HostColumns {
             { label: "Swap", values: swap },
           ]
         : [{ label: "Memory", values: memory }],
-    },
-    disk: { times, lines: mounts.map((mount, i) => ({ label: mount, values: disks[i] ?? [] })) },
-    network: {
+    }),
+    disk: few({ times, lines: mounts.map((mount, i) => ({ label: mount, values: disks[i] ?? [] })) }),
+    network: few({
       times,
       lines: [
         { label: "Received", values: rx },
         { label: "Sent", values: tx },
       ],
-    },
+    }),
     gpus: gpuIndexes.map((index, i) => ({
       name: last?.gpus.find((g) => g.index === index)?.name ?? `gpu${index}`,
-      columns: {
+      columns: few({
         times,
         lines: [
           { label: `gpu${index} busy`, values: gpuUtil[i] ?? [] },
           { label: `gpu${index} VRAM`, values: gpuMem[i] ?? [] },
         ],
-      },
+      }),
     })),
   };
 }

@@ -3,7 +3,7 @@
 
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { capabilityCounts, filterAgents } from "./agents";
-import { distinctDisks, hostColumns, mergeHistory, seriesColumns, traffic } from "./host";
+import { distinctDisks, hostColumns, mergeHistory, seriesColumns, thin, traffic } from "./host";
 import { describeInfra, emptyPull, foldPull, layerFraction, toastFor } from "./live";
 import type { AgentInfo, AlertRecord, HostSnapshot } from "./types";
 import { EventSocket, parseFrame, reconnectDelay } from "./ws";
@@ -348,5 +348,35 @@ describe("EventSocket", () => {
     expect(FakeSocket.made).toHaveLength(3);
     expect(got).toEqual(["task_started"]);
     expect(states).toEqual(["connecting", "open", "closed", "connecting", "closed", "connecting", "closed"]);
+  });
+});
+
+describe("thin", () => {
+  const columns = (n: number) => ({
+    times: Array.from({ length: n }, (_, i) => i),
+    lines: [{ label: "x", values: Array.from({ length: n }, (_, i) => (i % 10 === 3 ? null : i)) as (number | null)[] }],
+  });
+
+  it("leaves short series alone", () => {
+    const c = columns(100);
+    expect(thin(c, 100)).toBe(c);
+  });
+
+  it("averages equal runs ending at the newest point", () => {
+    const t = thin(columns(3600), 360);
+    expect(t.times.length).toBe(360);
+    expect(t.times[t.times.length - 1]).toBe(3599);
+    expect(t.times[0]).toBe(9);
+    // The run 0..9 without its null at 3: (0+1+2+4+5+6+7+8+9) / 9.
+    expect(t.lines[0]?.values[0]).toBeCloseTo(42 / 9, 10);
+    expect(t.lines[0]?.values[359]).toBeCloseTo((3590 + 3591 + 3592 + 3594 + 3595 + 3596 + 3597 + 3598 + 3599) / 9, 10);
+  });
+
+  it("an uneven count leaves the oldest run short; all-null runs stay gaps", () => {
+    const c = { times: [0, 1, 2, 3, 4], lines: [{ label: "x", values: [null, null, 1, 2, 3] as (number | null)[] }] };
+    const t = thin(c, 2);
+    // Runs of 3 ending at the newest point: [0, 1] (short, all null: a gap), [2, 3, 4].
+    expect(t.times).toEqual([1, 4]);
+    expect(t.lines[0]?.values).toEqual([null, 2]);
   });
 });

@@ -172,11 +172,13 @@ export function Chart(props: ChartProps) {
     else timer.current = setTimeout(draw, wait);
   }, [props.columns]);
 
-  const empty = props.columns.times.length === 0;
+  // One point draws no line, only an axis around a single instant: say so instead.
+  const samples = props.columns.times.length;
   return (
     <div class="chart" data-testid={props.testid}>
       <div ref={host} class="chart-plot" />
-      {empty && <div class="chart-empty">No samples in this range yet</div>}
+      {samples === 0 && <div class="chart-empty">No samples in this range yet</div>}
+      {samples === 1 && <div class="chart-empty">Collecting samples…</div>}
     </div>
   );
 }

@@ -18,6 +18,8 @@ const HOST_MS = 5000;
 const STATUS_MS = 10_000;
 /** Lists that `/ws` events already keep current: a slow poll only refreshes their ages. */
 const LIST_MS = 30_000;
+/** Points per graph line at most: about one per two pixels of a half-width chart. */
+const GRAPH_POINTS = 360;
 
 function HealthCards(props: { status: SystemStatus }) {
   const s = props.status;
@@ -92,7 +94,8 @@ function Resources() {
     HOST_MS,
     [],
   );
-  const columns = useMemo(() => (host.data ? hostColumns(host.data.history) : null), [host.data]);
+  // An hour of 1 s samples thinned to what a graph's width shows (see `thin`).
+  const columns = useMemo(() => (host.data ? hostColumns(host.data.history, GRAPH_POINTS) : null), [host.data]);
   const latest = host.data?.latest ?? null;
   if (host.error && !host.data) return <ErrorNote error={host.error} prefix="Host monitoring" />;
   if (!columns || !latest)

@@ -25,6 +25,10 @@ use crate::gpu::{GpuProbe, GpuSample};
 
 /// Processes listed in a snapshot.
 const TOP_PROCESSES: usize = 5;
+/// The process table is read every this many samples (the top processes are the average
+/// since the last read): reading every process's `/proc` entries is most of a sample's
+/// cost on a desktop with hundreds of processes, and a top list need not move every second.
+const PROCESS_EVERY: u64 = 5;
 
 /// One disk.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -115,6 +119,10 @@ pub struct Probe {
     components: Components,
     gpu: GpuProbe,
     last: Instant,
+    /// Samples taken so far.
+    samples: u64,
+    /// The top processes as of the last read of the process table.
+    top: Vec<ProcessSample>,
 }
 
 fn percent(part: f64, whole: f64) -> f64 {
@@ -140,6 +148,8 @@ impl Probe {
             components: Components::new_with_refreshed_list(),
             gpu: GpuProbe::new(),
             last: Instant::now(),
+            samples: 0,
+            top: Vec::new(),
         }
     }
 
@@ -150,28 +160,35 @@ impl Probe {
         let s = &mut self.system;
         s.refresh_cpu_usage();
         s.refresh_memory();
-        s.refresh_processes_specifics(
-            ProcessesToUpdate::All,
-            true,
-            ProcessRefreshKind::nothing().with_cpu().with_memory(),
-        );
+        let read_processes = self.samples % PROCESS_EVERY == 0;
+        self.samples += 1;
+        if read_processes {
+            s.refresh_processes_specifics(
+                ProcessesToUpdate::All,
+                true,
+                ProcessRefreshKind::nothing().with_cpu().with_memory(),
+            );
+        }
         self.disks.refresh(false);
         self.networks.refresh(false);
         self.components.refresh(false);
 
         let load = System::load_average();
-        let mut top: Vec<ProcessSample> = s
-            .processes()
-            .iter()
-            .map(|(pid, p)| ProcessSample {
-                pid: pid.as_u32(),
-                name: p.name().to_string_lossy().into_owned(),
-                cpu_percent: f64::from(p.cpu_usage()),
-                memory_bytes: p.memory(),
-            })
-            .collect();
-        top.sort_by(|a, b| b.cpu_percent.total_cmp(&a.cpu_percent));
-        top.truncate(TOP_PROCESSES);
+        if read_processes {
+            let mut top: Vec<ProcessSample> = s
+                .processes()
+                .iter()
+                .map(|(pid, p)| ProcessSample {
+                    pid: pid.as_u32(),
+                    name: p.name().to_string_lossy().into_owned(),
+                    cpu_percent: f64::from(p.cpu_usage()),
+                    memory_bytes: p.memory(),
+                })
+                .collect();
+            top.sort_by(|a, b| b.cpu_percent.total_cmp(&a.cpu_percent));
+            top.truncate(TOP_PROCESSES);
+            self.top = top;
+        }
         let memory_total = s.total_memory();
         HostSnapshot {
             at: Utc::now(),
@@ -216,7 +233,7 @@ impl Probe {
                     })
                 })
                 .collect(),
-            top_processes: top,
+            top_processes: self.top.clone(),
             gpus: self.gpu.sample(),
         }
     }
