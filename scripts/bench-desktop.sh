@@ -95,3 +95,13 @@ for p in $pids; do
 done
 for x in $(pgrep -x Xvfb); do echo "  (Xvfb, not counted: $(awk '{print $14 + $15}' /proc/$x/stat) ticks total)"; done
 echo "CPU while idle: $(python3 -c "print(f'{($t1 - $t0) / $hz / $IDLE_MEASURE * 100:.2f}')") % of one core over ${IDLE_MEASURE} s"
+
+# The window hidden, as when it is closed to the tray (the dashboard's polls stop while
+# the page is hidden): the app's resting state. Unmapping the window is what hiding does.
+win=$(xwininfo -root -tree 2>/dev/null | awk '/"SutazAI": \("sutazai" "Sutazai"\)/ {print $1; exit}')
+if [ -n "$win" ]; then
+  xdotool windowunmap "$win"
+  sleep 10
+  t0=$(ticks); sleep "$IDLE_MEASURE"; t1=$(ticks)
+  echo "CPU with the window hidden: $(python3 -c "print(f'{($t1 - $t0) / $hz / $IDLE_MEASURE * 100:.2f}')") % of one core over ${IDLE_MEASURE} s"
+fi
