@@ -160,7 +160,7 @@ impl Probe {
         let s = &mut self.system;
         s.refresh_cpu_usage();
         s.refresh_memory();
-        let read_processes = self.samples % PROCESS_EVERY == 0;
+        let read_processes = self.samples.is_multiple_of(PROCESS_EVERY);
         self.samples += 1;
         if read_processes {
             s.refresh_processes_specifics(
