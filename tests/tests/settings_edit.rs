@@ -180,12 +180,15 @@ async fn llm_endpoints_and_alert_channels_are_edited_live_and_saved() {
         "refused edits leave the file alone"
     );
 
-    // Back to the test model: tasks run again, with no restart.
+    // Back to the test model (under another name for the same server, so that after the
+    // restart below the saved value is told apart from the one the file started with):
+    // tasks run again, with no restart.
+    let renamed = llm.url.replace("127.0.0.1", "localhost");
     let (status, _) = call(
         &client,
         Method::PUT,
         &url("/settings"),
-        Some(&json!({"providers": {"ollama": llm.url}})),
+        Some(&json!({"providers": {"ollama": renamed}})),
     )
     .await;
     assert_eq!(status, 200);
@@ -213,6 +216,10 @@ async fn llm_endpoints_and_alert_channels_are_edited_live_and_saved() {
     );
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(text.starts_with("# my notes: keep this line\n"), "{text}");
+    assert!(
+        text.contains(&format!("ollama_api_url = \"{renamed}\"")),
+        "{text}"
+    );
     assert!(text.contains(&hook));
     let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the config file holds a secret now");
@@ -275,7 +282,8 @@ async fn llm_endpoints_and_alert_channels_are_edited_live_and_saved() {
     )
     .await;
     let (_, view) = call(&client, Method::GET, &url("/settings"), None).await;
-    assert_eq!(view["providers"][0]["base_url"], llm.url.as_str());
+    assert_eq!(view["providers"][0]["base_url"], renamed.as_str());
+    llm_reachable(&client, &base, true).await;
     assert_eq!(
         view["email"]["locked_by"],
         json!(["SUTAZAI_ALERT_EMAIL_FROM"])

@@ -72,8 +72,10 @@ describe("settings form", () => {
     });
   });
 
-  it("splits recipients on commas, semicolons and spaces", () => {
-    expect(recipients(" a@b.c,d@e.f;  g@h.i\nj@k.l ,")).toEqual(["a@b.c", "d@e.f", "g@h.i", "j@k.l"]);
+  it("splits recipients on commas and semicolons, keeping display names", () => {
+    expect(recipients(" a@b.c,d@e.f;  Ops Team <g@h.i> ,")).toEqual(["a@b.c", "d@e.f", "Ops Team <g@h.i>"]);
+    const named = { ...view, email: { ...view.email, to: ["Ops Team <g@h.i>"] } };
+    expect(editFromDraft(named, draftOf(named))).toEqual({ ok: true, edit: {} });
     expect(recipients("")).toEqual([]);
   });
 });

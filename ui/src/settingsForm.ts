@@ -54,10 +54,10 @@ export function draftOf(view: SettingsView): SettingsDraft {
   };
 }
 
-/** Recipients as typed: separated by commas, semicolons or white space. */
+/** Recipients as typed: separated by commas or semicolons (a display name has spaces). */
 export function recipients(text: string): string[] {
   return text
-    .split(/[\s,;]+/)
+    .split(/[,;]+/)
     .map((a) => a.trim())
     .filter((a) => a !== "");
 }

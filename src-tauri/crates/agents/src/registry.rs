@@ -216,6 +216,16 @@ pub fn write_user_file(dir: &Path, spec: &AgentSpec) -> Result<PathBuf, AgentFil
          # the sutazai-agents crate's documentation.\n{text}",
         spec.id
     );
+    if text.len() as u64 > MAX_USER_FILE_BYTES {
+        return Err(AgentFileError::new(
+            &path,
+            None,
+            format!(
+                "the definition is {} bytes; agent files are limited to {MAX_USER_FILE_BYTES} bytes",
+                text.len()
+            ),
+        ));
+    }
     // Whatever was written must read back as the same agent.
     let reread = parse_agent_file(&path, &text)?;
     if &reread != spec {

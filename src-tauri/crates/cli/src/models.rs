@@ -98,14 +98,16 @@ pub async fn run(cmd: &ModelsCmd, settings: &Settings, json: bool) -> anyhow::Re
 /// stream of JSON values ending with `{"status": "success"}` (or an error item). Refused
 /// up front (422 `not_supported`) where the default provider is OpenAI-compatible.
 pub fn pull_for_api(
-    settings: &Settings,
+    settings: impl Fn() -> Settings + Send + Sync + 'static,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> sutazai_api::setup::PullFn {
     use futures::StreamExt;
     use sutazai_api::setup::SetupError;
-    let name = settings.default_provider.clone();
-    let provider = settings.default_provider_settings().cloned();
     std::sync::Arc::new(move |model: String| {
+        // The settings as they are now: the dashboard may have moved the endpoint.
+        let settings = settings();
+        let name = settings.default_provider.clone();
+        let provider = settings.default_provider_settings().cloned();
         let Some(provider_settings) = provider.as_ref() else {
             return Err(SetupError {
                 code: "not_configured",

@@ -410,7 +410,10 @@ async fn serve_bound(
                 }
             })
         }),
-        pull_model: crate::models::pull_for_api(&settings, infra_stop.clone()),
+        pull_model: {
+            let admin = Arc::clone(&admin);
+            crate::models::pull_for_api(move || admin.current(), infra_stop.clone())
+        },
         default_model: settings.model.clone(),
     };
     let state = AppState::new(orchestrator.clone(), api_config(&settings))

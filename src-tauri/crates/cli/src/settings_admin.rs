@@ -198,22 +198,22 @@ impl SettingsAdmin {
 
     /// What the dashboard shows.
     pub fn view(&self) -> SettingsView {
-        view(&self.current(), &self.target(), &EnvVars::from_process())
+        view(
+            &self.current(),
+            self.target().as_deref(),
+            &EnvVars::from_process(),
+        )
     }
 
     /// The file edits go to: the one read at start (`--config`, `SUTAZAI_CONFIG` or the
-    /// platform default), else the platform default, created by the first edit.
-    fn target(&self) -> PathBuf {
-        let settings = self.current();
-        settings
-            .config_file
-            .clone()
-            .or_else(|| {
-                Locations::detect()
-                    .config_dir
-                    .map(|d| d.join(CONFIG_FILE_NAME))
-            })
-            .unwrap_or_else(|| settings.data_dir.join(CONFIG_FILE_NAME))
+    /// platform default), else the platform default, created by the first edit; `None`
+    /// without a config directory (no home directory), where a start would not read it.
+    fn target(&self) -> Option<PathBuf> {
+        self.current().config_file.clone().or_else(|| {
+            Locations::detect()
+                .config_dir
+                .map(|d| d.join(CONFIG_FILE_NAME))
+        })
     }
 
     /// Applies `edit` (see the module docs). Blocking file I/O: call from
@@ -223,7 +223,15 @@ impl SettingsAdmin {
         let env = EnvVars::from_process();
         let before = self.current();
         check_edit(edit, &before, &env)?;
-        let target = self.target();
+        let Some(named) = self.target() else {
+            return Err(EditError::Invalid(
+                "no config file is in use and no config directory is known (no home \
+                 directory): start the app with --config FILE or SUTAZAI_CONFIG to edit settings"
+                    .into(),
+            ));
+        };
+        // Through a symbolic link to the file itself, so the link stays a link.
+        let target = fs::canonicalize(&named).unwrap_or(named);
         let text = match fs::read_to_string(&target) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -380,9 +388,17 @@ fn implicit_ollama(name: &str, kind: ProviderKind, settings: &Settings) -> bool 
 
 /// The config file's text with the edited keys replaced, everything else as it was.
 fn rewrite(text: &str, edit: &SettingsEdit, settings: &Settings) -> Result<String, EditError> {
-    let mut doc: toml_edit::DocumentMut = text
-        .parse()
-        .map_err(|e| EditError::Invalid(format!("the config file does not parse: {e}")))?;
+    // The parser's own message quotes the offending line, which may hold a secret.
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        let line = e
+            .span()
+            .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+        EditError::Invalid(format!(
+            "the config file does not parse{}: {}; fix it by hand first",
+            line.map(|l| format!(" (line {l})")).unwrap_or_default(),
+            e.message()
+        ))
+    })?;
     for (name, url) in &edit.provider_urls {
         let has_table = doc
             .get("providers")
@@ -436,7 +452,7 @@ fn write_private(path: &Path, text: &str) -> Result<(), EditError> {
     file.sync_all().map_err(io)
 }
 
-fn view(settings: &Settings, target: &Path, env: &EnvVars) -> SettingsView {
+fn view(settings: &Settings, target: Option<&Path>, env: &EnvVars) -> SettingsView {
     let set = |var: &str| env.get(var).ok().flatten().is_some_and(|v| !v.is_empty());
     let providers = settings
         .providers
@@ -457,8 +473,8 @@ fn view(settings: &Settings, target: &Path, env: &EnvVars) -> SettingsView {
         "SUTAZAI_ALERT_EMAIL_TO",
     ];
     SettingsView {
-        config_file: target.display().to_string(),
-        config_file_exists: target.is_file(),
+        config_file: target.map(|t| t.display().to_string()).unwrap_or_default(),
+        config_file_exists: target.is_some_and(Path::is_file),
         model: settings.model.clone(),
         providers,
         email: EmailView {

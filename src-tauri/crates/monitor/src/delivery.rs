@@ -245,7 +245,8 @@ impl Notifier for SlackNotifier {
                 .json(&serde_json::json!({ "text": text }))
                 .send()
                 .await
-                .map_err(|e| e.to_string())?;
+                // The webhook URL is a secret: errors name everything but it.
+                .map_err(|e| e.without_url().to_string())?;
             if response.status().is_success() {
                 Ok(())
             } else {

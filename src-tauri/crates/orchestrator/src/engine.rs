@@ -1005,6 +1005,19 @@ impl Orchestrator {
                         .into(),
                 });
             }
+            // A hand-written file that did not load at start (a typo) is not overwritten
+            // by a create: the user may want to fix it instead.
+            let file = dir.join(format!("{}.toml", spec.id));
+            if mode == DefineMode::Create && file.exists() {
+                return Err(OrchestratorError::AgentConflict {
+                    id: spec.id.clone(),
+                    message: format!(
+                        "{} exists but did not load (see the log or `sutazai doctor`); fix \
+                         it, or PUT /agents/{{id}} to replace it",
+                        file.display()
+                    ),
+                });
+            }
             let path = sutazai_agents::write_user_file(&dir, &spec).map_err(|e| match e.field {
                 Some(field) => OrchestratorError::InvalidRequest {
                     field,
@@ -1071,9 +1084,10 @@ impl Orchestrator {
                 Some(sutazai_agents::AgentSource::User(path)) => path,
             };
             let builtin = Registry::builtin_spec(&id);
+            let mut removed = None;
             if builtin.is_none() {
                 match inner.roster.remove(&id) {
-                    Ok(_) => {}
+                    Ok(slot) => removed = slot,
                     Err(busy) => {
                         return Err(OrchestratorError::AgentConflict {
                             id,
@@ -1094,10 +1108,8 @@ impl Orchestrator {
             };
             if let Err(e) = deleted {
                 // Nothing changed after all: put the agent back as it was.
-                if builtin.is_none()
-                    && let Some(spec) = inner.registry_read().get(&id).cloned()
-                {
-                    inner.roster.define(spec);
+                if let Some(slot) = removed {
+                    inner.roster.restore(slot);
                 }
                 return Err(OrchestratorError::AgentFile(format!(
                     "{}: {}",

@@ -414,21 +414,29 @@ impl Roster {
         true
     }
 
-    /// Removes the agent `id` unless it has steps in flight; `Err(n)` with their number
-    /// when it has. `Ok(false)` when there was no such agent.
-    pub fn remove(&self, id: &str) -> Result<bool, u32> {
+    /// Removes the agent `id` unless it has steps in flight (`Err(n)` with their number)
+    /// and returns its slot; `Ok(None)` when there was no such agent.
+    pub fn remove(&self, id: &str) -> Result<Option<Arc<AgentSlot>>, u32> {
         let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
         let Some(slot) = agents.get(id) else {
-            return Ok(false);
+            return Ok(None);
         };
         let busy = slot.inflight();
         if busy > 0 {
             return Err(busy);
         }
         let mut next = BTreeMap::clone(&agents);
-        next.remove(id);
+        let removed = next.remove(id);
         *agents = Arc::new(next);
-        Ok(true)
+        Ok(removed)
+    }
+
+    /// Puts back a slot [`Roster::remove`] returned, as it was (state, record, breaker).
+    pub fn restore(&self, slot: Arc<AgentSlot>) {
+        let mut agents = self.agents.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = BTreeMap::clone(&agents);
+        next.insert(slot.id.clone(), slot);
+        *agents = Arc::new(next);
     }
 }
 
@@ -609,11 +617,18 @@ mod tests {
         assert_eq!(again.record().completed, 1);
 
         // Busy agents are not removed; idle ones are, unknown ones are reported.
-        assert_eq!(roster.remove("a"), Err(1));
+        assert_eq!(roster.remove("a").err(), Some(1));
         drop(guard);
-        assert_eq!(roster.remove("a"), Ok(true));
-        assert_eq!(roster.remove("a"), Ok(false));
+        again.set_enabled(false);
+        let removed = roster.remove("a").unwrap().expect("removed");
+        assert!(roster.remove("a").unwrap().is_none());
         assert!(roster.get("a").is_none());
         assert_eq!(roster.len(), 1);
+        // Put back as it was: the same slot, still stopped, record kept.
+        roster.restore(removed);
+        let back = roster.get("a").unwrap();
+        assert!(Arc::ptr_eq(&a, &back));
+        assert!(!back.is_enabled());
+        assert_eq!(back.record().completed, 1);
     }
 }
