@@ -8,23 +8,8 @@ use std::time::Duration;
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
 use sutazai_tests::{
-    TestLlm, free_port, headless_binary, headless_command, start_serve, wait_task,
+    TestLlm, call, free_port, headless_binary, headless_command, start_serve, wait_task,
 };
-
-/// One call: status and JSON body.
-async fn call(client: &Client, method: Method, url: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut request = client.request(method, url);
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
 
 fn reviewer(prompt: &str, concurrency: u32) -> Value {
     json!({

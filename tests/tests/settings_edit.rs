@@ -9,26 +9,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use reqwest::{Client, Method};
-use serde_json::{Value, json};
+use serde_json::json;
 use sutazai_tests::{
-    TestLlm, free_port, headless_binary, headless_command, start_serve, submit_one_step_task,
+    TestLlm, call, free_port, headless_binary, headless_command, start_serve, submit_one_step_task,
     wait_task,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn call(client: &Client, method: Method, url: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut request = client.request(method, url);
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
 
 /// A webhook on loopback: every request body it receives is sent on the channel.
 async fn webhook() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
