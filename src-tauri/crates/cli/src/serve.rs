@@ -561,14 +561,17 @@ pub fn build_providers(settings: &Settings) -> anyhow::Result<HashMap<String, Ar
     settings
         .providers
         .iter()
-        .map(|(name, p)| {
-            let mut options = ProviderOptions::default();
-            if let Some(timeout) = p.timeout {
-                options.request_timeout = timeout;
-            }
-            Ok((name.clone(), build_provider(name, p, options)?))
-        })
+        .map(|(name, p)| Ok((name.clone(), build_provider(name, p, provider_options(p))?)))
         .collect()
+}
+
+/// The time limits of a provider: the defaults, with its configured request timeout.
+pub fn provider_options(p: &ProviderSettings) -> ProviderOptions {
+    let mut options = ProviderOptions::default();
+    if let Some(timeout) = p.timeout {
+        options.request_timeout = timeout;
+    }
+    options
 }
 
 /// A client for one provider.

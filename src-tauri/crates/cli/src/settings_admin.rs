@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use sutazai_llm::{Provider, ProviderOptions, Switchable};
+use sutazai_llm::{Provider, Switchable};
 use sutazai_monitor::LiveChannels;
 
 use crate::settings::{CONFIG_FILE_NAME, EnvVars, Locations, ProviderKind, Settings};
@@ -257,16 +257,14 @@ impl SettingsAdmin {
                 })?;
             let channels = crate::observe::alert_channels(&after)
                 .map_err(|e| EditError::Invalid(format!("{e:#}")))?;
-            // Checked on a scratch set first: the live one changes only after the file.
-            LiveChannels::new(&channels).map_err(|e| EditError::Invalid(e.to_string()))?;
+            // Built (and so checked) now, installed only once the file is in place.
+            let channels =
+                LiveChannels::build(&channels).map_err(|e| EditError::Invalid(e.to_string()))?;
             let mut swaps = Vec::new();
             for (name, provider) in &after.providers {
                 let changed = before.providers.get(name) != Some(provider);
                 if let (true, Some(switchable)) = (changed, self.providers.get(name)) {
-                    let mut options = ProviderOptions::default();
-                    if let Some(timeout) = provider.timeout {
-                        options.request_timeout = timeout;
-                    }
+                    let options = crate::serve::provider_options(provider);
                     let client = crate::serve::build_provider(name, provider, options)
                         .map_err(|e| EditError::Invalid(format!("{e:#}")))?;
                     swaps.push((Arc::clone(switchable), client));
@@ -292,9 +290,7 @@ impl SettingsAdmin {
                 tracing::error!(error = %e, "could not switch the LLM endpoint");
             }
         }
-        if let Err(e) = self.channels.set(&channels) {
-            tracing::error!(error = %e, "could not switch the alert channels");
-        }
+        self.channels.install(channels);
         after.config_file = Some(target.clone());
         *self.current.lock().unwrap_or_else(|p| p.into_inner()) = after;
         tracing::info!(file = %target.display(), "settings saved from the dashboard");

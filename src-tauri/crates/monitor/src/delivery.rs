@@ -137,6 +137,21 @@ impl Notifier for ChannelSlot {
     }
 }
 
+/// Email and Slack notifiers built from [`Channels`], not yet in use.
+pub struct ChannelSet {
+    email: Option<Arc<dyn Notifier>>,
+    slack: Option<Arc<dyn Notifier>>,
+}
+
+impl std::fmt::Debug for ChannelSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelSet")
+            .field("email", &self.email.is_some())
+            .field("slack", &self.slack.is_some())
+            .finish()
+    }
+}
+
 /// The email and Slack channels as notifiers whose settings can be replaced while alerts
 /// flow ([`LiveChannels::set`], from the dashboard's settings): a change queued before
 /// the replacement is delivered with the settings current when it is sent.
@@ -174,6 +189,13 @@ impl LiveChannels {
 
     /// Replaces both channels' settings; on an error nothing changes.
     pub fn set(&self, channels: &Channels) -> Result<(), ChannelError> {
+        self.install(LiveChannels::build(channels)?);
+        Ok(())
+    }
+
+    /// The notifiers `channels` describe, checked, for [`LiveChannels::install`] later
+    /// (a caller that must do something else in between, such as saving the settings).
+    pub fn build(channels: &Channels) -> Result<ChannelSet, ChannelError> {
         let email = match &channels.email {
             Some(email) => Some(Arc::new(email_notifier(email)?) as Arc<dyn Notifier>),
             None => None,
@@ -182,9 +204,13 @@ impl LiveChannels {
             .slack_webhook
             .as_deref()
             .map(|url| Arc::new(slack_notifier(url)) as Arc<dyn Notifier>);
-        self.email.set(email);
-        self.slack.set(slack);
-        Ok(())
+        Ok(ChannelSet { email, slack })
+    }
+
+    /// Switches both channels to `set`.
+    pub fn install(&self, set: ChannelSet) {
+        self.email.set(set.email);
+        self.slack.set(set.slack);
     }
 
     /// Both channels, for [`start`]; each is skipped while switched off.

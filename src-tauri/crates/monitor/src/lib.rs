@@ -25,7 +25,7 @@ pub mod monitor;
 pub mod rules;
 pub mod sampler;
 
-pub use delivery::{Channels, Delivering, EmailChannel, LiveChannels, Notifier};
+pub use delivery::{ChannelSet, Channels, Delivering, EmailChannel, LiveChannels, Notifier};
 pub use gpu::{GpuProbe, GpuSample};
 pub use history::{History, HistoryError, SeriesAnswer, SeriesInfo, SeriesPoint, SeriesQuery};
 pub use monitor::{

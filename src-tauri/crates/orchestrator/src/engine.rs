@@ -946,13 +946,9 @@ impl Orchestrator {
             .roster
             .get(id)
             .ok_or_else(|| OrchestratorError::AgentNotFound(id.to_owned()))?;
-        let source = match self.inner.registry_read().source(id) {
-            Some(sutazai_agents::AgentSource::User(path)) => path.display().to_string(),
-            _ => "builtin".to_owned(),
-        };
         Ok(AgentDefinition {
             definition: AgentSpec::clone(&slot.spec()),
-            source,
+            source: self.inner.source_of(id),
             builtin: Registry::builtin_spec(id).is_some(),
         })
     }
@@ -1099,14 +1095,9 @@ impl Orchestrator {
                     }
                 }
             }
-            let deleted = if path.parent() == Some(dir.as_path()) {
-                sutazai_agents::remove_user_file(&dir, &id)
-            } else {
-                std::fs::remove_file(&path).map(|()| true).map_err(|e| {
-                    sutazai_agents::AgentFileError::new(&path, None, format!("cannot delete: {e}"))
-                })
-            };
-            if let Err(e) = deleted {
+            // A user agent's file is always `<dir>/<id>.toml`: the loader reads only there
+            // and definitions are written there.
+            if let Err(e) = sutazai_agents::remove_user_file(&dir, &id) {
                 // Nothing changed after all: put the agent back as it was.
                 if let Some(slot) = removed {
                     inner.roster.restore(slot);
@@ -1274,6 +1265,14 @@ impl Inner {
         self.registry.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Where an agent is defined, as the API shows it: `builtin` or the user file's path.
+    fn source_of(&self, id: &str) -> String {
+        match self.registry_read().source(id) {
+            Some(sutazai_agents::AgentSource::User(path)) => path.display().to_string(),
+            _ => "builtin".to_owned(),
+        }
+    }
+
     pub(crate) fn live_task(&self, id: &str) -> Option<Task> {
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.get(id).map(|l| l.task.clone())
@@ -1297,10 +1296,7 @@ impl Inner {
         let slot = self.roster.get(id)?;
         let record = slot.record();
         let (provider, model) = self.binding(id);
-        let source = match self.registry_read().source(id) {
-            Some(sutazai_agents::AgentSource::User(path)) => path.display().to_string(),
-            _ => "builtin".to_owned(),
-        };
+        let source = self.source_of(id);
         let spec = slot.spec();
         Some(AgentInfo {
             id: slot.id.clone(),
