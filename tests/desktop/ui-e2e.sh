@@ -31,11 +31,13 @@ cleanup() {
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port=$(free_port); dport=$(free_port); nport=$(free_port)
+dport=$(free_port); nport=$(free_port)
 
 # The app inherits tauri-driver's environment.
 export HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config"
-export ORCHESTRATION_API_HOST=127.0.0.1 ORCHESTRATION_API_PORT="$port"
+# Port 0: the app binds a free port itself (a port picked here could be taken by another
+# socket before the app binds it); run.mjs reads the address from the page.
+export ORCHESTRATION_API_HOST=127.0.0.1 ORCHESTRATION_API_PORT=0
 export SUTAZAI_DATA_DIR="$work/data" SUTAZAI_AGENTS_DIR="$work/data/agents"
 export SUTAZAI_MODEL="${SUTAZAI_MODEL:-smollm2:135m}" SUTAZAI_MAX_TOKENS=48 LOG_LEVEL=warn
 export DOCKER_HOST=unix:///nonexistent/sutazai-ui-e2e.sock
@@ -47,10 +49,11 @@ for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$dport") 2>/dev/null && break
   sleep 0.1
 done
-WEBDRIVER_URL="http://127.0.0.1:$dport" SUTAZAI_APP="$BIN" SUTAZAI_API="http://127.0.0.1:$port" \
+WEBDRIVER_URL="http://127.0.0.1:$dport" SUTAZAI_APP="$BIN" SUTAZAI_API=window \
   SHOTS_DIR="${SHOTS_DIR:-$work/shots}" node "$ROOT/tests/ui-e2e/run.mjs" || {
   status=$?
-  echo "--- tauri-driver log:" >&2
-  tail -30 "$work/driver.log" >&2
+  echo "--- tauri-driver log (the app's output; panics first):" >&2
+  grep -n -A2 "panicked at" "$work/driver.log" >&2 || true
+  tail -40 "$work/driver.log" >&2
   exit "$status"
 }

@@ -13,7 +13,9 @@
 //   SUTAZAI_APP     path of the app binary, sent as `tauri:options.application`
 //                   (required unless E2E_CAPABILITIES replaces the capabilities)
 //   SUTAZAI_API     the API base the app talks to (default http://127.0.0.1:8000); this script
-//                   uses it to set up a firing alert and to cross-check what the window shows
+//                   uses it to set up a firing alert and to cross-check what the window shows.
+//                   `window`: read it from the page (`window.SUTAZAI_API`) once the window
+//                   opened — for an app started with ORCHESTRATION_API_PORT=0
 //   SHOTS_DIR       where the screenshots go (default /tmp/sutazai-shots): overview, agents,
 //                   tasks, task, messages, infrastructure, analytics, alerts, agent-editor,
 //                   welcome (.png); a failure adds failure.png
@@ -72,7 +74,7 @@ function config() {
   return {
     webdriver,
     capabilities,
-    api: (env.SUTAZAI_API || "http://127.0.0.1:8000").replace(/\/+$/, ""),
+    api: env.SUTAZAI_API === "window" ? "window" : (env.SUTAZAI_API || "http://127.0.0.1:8000").replace(/\/+$/, ""),
     token: env.SUTAZAI_API_TOKEN || "",
     shots: env.SHOTS_DIR || "/tmp/sutazai-shots",
     page: env.SUTAZAI_PAGE || "",
@@ -361,7 +363,15 @@ async function main() {
       });
       if (cfg.page) await browser.url(cfg.page);
       const caps = browser.capabilities;
-      return `session ${browser.sessionId} (${caps.browserName ?? "?"} ${caps.browserVersion ?? ""})`.trim();
+      let where = "";
+      if (cfg.api === "window") {
+        // The app picked its own port: the page knows the address its API answers on.
+        const base = await until(cfg.timeout, () => browser.execute(() => window.SUTAZAI_API ?? null), "the page has no window.SUTAZAI_API", 100);
+        if (typeof base !== "string" || !/^https?:\/\//.test(base)) throw new Failure(`window.SUTAZAI_API is ${JSON.stringify(base)}`);
+        cfg.api = base.replace(/\/+$/, "");
+        where = `, API ${cfg.api}`;
+      }
+      return `session ${browser.sessionId} (${caps.browserName ?? "?"} ${caps.browserVersion ?? ""})${where}`.trim();
     });
 
     await step("API answers", async () => {

@@ -400,7 +400,9 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// Address the API binds (`ORCHESTRATION_API_HOST`).
     pub host: String,
-    /// Port the API binds (`ORCHESTRATION_API_PORT`, 1–65535).
+    /// Port the API binds (`ORCHESTRATION_API_PORT`, 0–65535; 0 lets the system pick a free
+    /// port at start, which the log, `serve`'s dashboard line and the desktop window use —
+    /// CLI commands then need `SUTAZAI_API_URL`).
     pub port: u16,
     /// `REDIS_URL`: when set, the message bus runs on Redis Streams there (shared with
     /// `sutazai worker` processes); otherwise it is in-process.
@@ -701,13 +703,8 @@ impl Reader<'_> {
             .string("orchestration_api_host")?
             .unwrap_or_else(|| "127.0.0.1".to_owned());
         let port = self.parse_with("orchestration_api_port", |s| {
-            let port: u16 = s
-                .parse()
-                .map_err(|e: std::num::ParseIntError| e.to_string())?;
-            if port == 0 {
-                return Err("must be between 1 and 65535".to_owned());
-            }
-            Ok(port)
+            s.parse::<u16>()
+                .map_err(|e: std::num::ParseIntError| e.to_string())
         })?;
         let log_level = match self.found("log_level")? {
             Some(found) => {

@@ -263,8 +263,8 @@ fn bad_environment_values_name_the_variable_and_the_value() {
         ),
         (
             "ORCHESTRATION_API_PORT",
-            "0",
-            "ORCHESTRATION_API_PORT=0: must be between 1 and 65535",
+            "-1",
+            "ORCHESTRATION_API_PORT=-1: invalid digit found in string",
         ),
         (
             "ORCHESTRATION_API_PORT",
