@@ -13,11 +13,14 @@
 //! - `infra`: the Docker services' routes; `monitoring`: alerts, host samples, time
 //!   series, `/metrics`; [`setup`]: the first-run routes (`/setup/doctor`,
 //!   `/models/pull`) the serving process provides.
+//! - [`auth`]: who may call what ([`auth::policy`]), the middleware that authenticates,
+//!   authorises and audits every matched route, and the `/auth/*` and `/audit*` routes.
 //! - `openapi`: the OpenAPI document.
 //!
 //! Only this crate knows HTTP and JSON DTOs; the orchestrator's types are serialised as
 //! they are because their field names are the spec's.
 
+pub mod auth;
 mod error;
 mod extract;
 mod health;
@@ -79,6 +82,9 @@ pub struct AppState {
     pub(crate) monitor: Option<sutazai_monitor::Monitor>,
     /// First-run checks and model pulls; `None` where this process does not offer them.
     pub(crate) setup: Option<setup::Setup>,
+    /// Authentication and the audit log; `None`: neither (tests, embedding without a
+    /// data directory) — every caller is then the local admin and nothing is audited.
+    pub(crate) security: Option<Arc<auth::Security>>,
 }
 
 impl AppState {
@@ -92,7 +98,14 @@ impl AppState {
             infra: None,
             monitor: None,
             setup: None,
+            security: None,
         }
+    }
+
+    /// The same state with authentication (when `security.auth` is set) and auditing.
+    pub fn with_security(mut self, security: auth::Security) -> AppState {
+        self.security = Some(Arc::new(security));
+        self
     }
 
     /// The same state offering the first-run routes.
@@ -193,6 +206,20 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/ws", get(ws::system))
         .route("/ws/agent/{agent_id}", get(ws::agent))
+        .route("/auth/token", post(auth::sign_in))
+        .route("/auth/refresh", post(auth::refresh))
+        .route("/auth/revoke", post(auth::revoke))
+        .route("/auth/whoami", get(auth::whoami))
+        .route("/auth/keys", get(auth::list_keys).post(auth::create_key))
+        .route("/auth/keys/{id}", axum::routing::delete(auth::revoke_key))
+        .route("/audit", get(auth::audit))
+        .route("/audit/verify", get(auth::verify_audit))
+        // After routing, so the guard knows the route template; unmatched requests
+        // (static dashboard files, 404s) never reach a handler.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::guard,
+        ))
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(desktop_cors());
@@ -217,7 +244,11 @@ fn desktop_cors() -> CorsLayer {
             HeaderValue::from_static("https://tauri.localhost"),
         ])
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("x-api-key"),
+        ])
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; open WebSockets are closed then.
@@ -232,7 +263,11 @@ pub async fn serve(
         // WebSocket loops watch the orchestrator's shutdown signal.
         stop.begin_shutdown();
     };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address goes into the audit log.
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -4,7 +4,10 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::{infra, messages, monitoring, routes, settings, setup};
+use utoipa::Modify;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+
+use crate::{auth, infra, messages, monitoring, routes, settings, setup};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -54,9 +57,25 @@ use crate::{infra, messages, monitoring, routes, settings, setup};
         monitoring::host,
         monitoring::series,
         monitoring::series_catalogue,
+        auth::sign_in,
+        auth::refresh,
+        auth::revoke,
+        auth::whoami,
+        auth::list_keys,
+        auth::create_key,
+        auth::revoke_key,
+        auth::audit,
+        auth::verify_audit,
     ),
+    modifiers(&BearerAuth),
+    security(("bearer" = []), ("api_key" = [])),
     components(schemas(
         crate::error::ErrorBody,
+        auth::SignIn,
+        auth::Refresh,
+        auth::Revoke,
+        auth::TokenAnswer,
+        auth::NewKey,
         setup::PullModel,
         sutazai_core::TaskRequest,
         sutazai_core::Task,
@@ -103,6 +122,29 @@ use crate::{infra, messages, monitoring, routes, settings, setup};
     ))
 )]
 struct Document;
+
+/// The two ways to authenticate when the server runs with `ENABLE_AUTH`: a bearer token
+/// (JWT from `POST /auth/token`, or an API key) and the `X-API-Key` header.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or API key (szk_…)")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
 
 /// `GET /openapi.json`.
 pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {

@@ -40,6 +40,16 @@ pub struct Cli {
     /// Print the server's JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Credential for a server with authentication on: an API key (`szk_…`) or an access
+    /// token, sent as `Authorization: Bearer`.
+    #[arg(
+        long,
+        global = true,
+        env = "SUTAZAI_API_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
 }
 
 /// The subcommands.
@@ -76,6 +86,13 @@ pub enum Command {
     /// A running server's metrics: Prometheus' text format (`GET /metrics`), a live view
     /// (`--watch`), or a stored time series (`--series METRIC`).
     Metrics(MetricsArgs),
+    /// API keys and tokens for a server with authentication on (ENABLE_AUTH), managed in
+    /// the data directory's credential store: no server needed.
+    #[command(subcommand)]
+    Auth(crate::auth_cmd::AuthCmd),
+    /// The audit log in the data directory: list entries or verify its hash chain.
+    #[command(subcommand)]
+    Audit(crate::auth_cmd::AuditCmd),
 }
 
 /// `sutazai metrics ...`.
@@ -346,6 +363,8 @@ pub(crate) async fn run_client(
             Ok(Outcome::Success)
         }
         Command::Serve
+        | Command::Auth(_)
+        | Command::Audit(_)
         | Command::Worker { .. }
         | Command::Doctor
         | Command::Models(_)

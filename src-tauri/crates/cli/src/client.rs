@@ -78,6 +78,8 @@ pub struct ApiClient {
     /// Server root, e.g. `http://127.0.0.1:8000` (a path prefix behind a proxy is kept).
     base: Url,
     http: reqwest::Client,
+    /// Sent as the bearer credential (`--token`, `SUTAZAI_API_TOKEN`).
+    token: Option<String>,
 }
 
 impl ApiClient {
@@ -102,7 +104,38 @@ impl ApiClient {
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
-        Ok(ApiClient { base, http })
+        Ok(ApiClient {
+            base,
+            http,
+            token: None,
+        })
+    }
+
+    /// The same client sending `Authorization: Bearer <token>` (an access token or an API
+    /// key) on every request, and `?access_token=` on WebSocket URLs.
+    pub fn with_token(mut self, token: Option<String>) -> Result<ApiClient, ClientError> {
+        let Some(token) = token.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else {
+            return Ok(self);
+        };
+        let invalid = |reason: String| ClientError::InvalidUrl {
+            url: self.base.to_string(),
+            reason,
+        };
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| {
+                invalid("the API token contains characters a header cannot carry".to_owned())
+            })?;
+        value.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        self.http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .default_headers(headers)
+            .build()
+            .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
+        self.token = Some(token);
+        Ok(self)
     }
 
     /// The server root as given.
@@ -126,6 +159,11 @@ impl ApiClient {
         let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
         // Only fails for schemes that cannot switch, and the base was checked to be http(s).
         let _ = url.set_scheme(scheme);
+        if let Some(token) = &self.token {
+            // WebSocket handshakes from browsers cannot carry headers, so the server takes
+            // the token from the query there; this client uses the same way.
+            url.query_pairs_mut().append_pair("access_token", token);
+        }
         url
     }
 

@@ -24,6 +24,7 @@
 //! runtime, sets up logging from `LOG_LEVEL`, runs the command and maps failures to the
 //! exit status.
 
+mod auth_cmd;
 pub mod cli;
 pub mod client;
 pub mod doctor;
@@ -110,6 +111,16 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
             runtime()?.block_on(infra::run(cmd, &settings, cli.json))
         }
+        Command::Auth(cmd) => {
+            init_tracing(&client_log_level());
+            let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+            auth_cmd::run_auth(cmd, &settings, cli.json)
+        }
+        Command::Audit(cmd) => {
+            init_tracing(&client_log_level());
+            let settings = Settings::load(cli.config.as_deref()).context("loading settings")?;
+            auth_cmd::run_audit(cmd, &settings, cli.json)
+        }
         Command::Task(_)
         | Command::Agents(_)
         | Command::Status
@@ -122,7 +133,7 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
                     .context("loading settings to find the server (or pass --api URL)")?
                     .api_base_url(),
             };
-            let client = match ApiClient::new(&base) {
+            let client = match ApiClient::new(&base).and_then(|c| c.with_token(cli.token.clone())) {
                 Ok(client) => client,
                 Err(e) => exit_with_client_error(&e),
             };

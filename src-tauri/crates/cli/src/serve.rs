@@ -16,6 +16,7 @@ use std::future::Future;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::Path;
+use std::time::Duration;
 
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -34,10 +35,10 @@ use crate::settings::{ProviderKind, ProviderSettings, Settings};
 /// Name of the lock file that keeps two servers off one data directory.
 pub const LOCK_FILE_NAME: &str = "sutazai.lock";
 
-/// The message `serve` fails with when `ENABLE_AUTH` is true.
-const AUTH_REFUSAL: &str = "ENABLE_AUTH=true: authentication is not implemented in this version \
-yet, so the server refuses to run unauthenticated when auth was requested; unset ENABLE_AUTH \
-(or set it to false) to run without authentication";
+/// How long a refresh token lives (at least as long as an access token).
+const REFRESH_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often the server picks up API keys and revocations the CLI wrote.
+const AUTH_SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the server until `shutdown` resolves, then stops the orchestrator (running tasks
 /// stay journaled and resume at the next start) and flushes the journal.
@@ -50,7 +51,7 @@ pub async fn run_server(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: Option<oneshot::Sender<SocketAddr>>,
 ) -> anyhow::Result<()> {
-    refuse_auth(&settings)?;
+    check_auth_settings(&settings)?;
     let (host, port) = (settings.host.clone(), settings.port);
     let listener = tokio::task::spawn_blocking(move || bind(&host, port))
         .await
@@ -143,7 +144,7 @@ pub fn spawn_background(
     settings: Settings,
     embedding: Embedding,
 ) -> anyhow::Result<BackgroundServer> {
-    refuse_auth(&settings)?;
+    check_auth_settings(&settings)?;
     let runtime = tokio::runtime::Handle::try_current()
         .context("spawn_background must be called inside a tokio runtime")?;
     let listener = bind(&settings.host, settings.port)?;
@@ -199,11 +200,67 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-fn refuse_auth(settings: &Settings) -> anyhow::Result<()> {
-    if settings.enable_auth {
-        bail!(AUTH_REFUSAL);
+/// Refuses a weak `JWT_SECRET_KEY` before anything starts.
+fn check_auth_settings(settings: &Settings) -> anyhow::Result<()> {
+    if settings.auth_required()
+        && let Some(secret) = &settings.jwt_secret_key
+        && secret.expose().len() < sutazai_auth::Tokens::MIN_SECRET_BYTES
+    {
+        bail!(sutazai_auth::weak_secret(secret.expose().len()));
     }
     Ok(())
+}
+
+/// The credential store and audit log in the data directory, and — when `ENABLE_AUTH` is
+/// true or the API listens beyond loopback — the token signer. Blocking.
+pub fn open_security(settings: &Settings) -> anyhow::Result<sutazai_api::auth::Security> {
+    let path = settings.auth_path();
+    let credentials = sutazai_auth::Credentials::open(&path)
+        .with_context(|| format!("opening the credential store {}", path.display()))?;
+    let audit = sutazai_auth::AuditLog::open(&path)
+        .with_context(|| format!("opening the audit log {}", path.display()))?;
+    let auth = if settings.auth_required() {
+        let secret = sutazai_auth::secret::load_or_create(
+            settings.jwt_secret_key.as_ref().map(|s| s.expose()),
+            &settings.data_dir,
+        )
+        .context("loading the JWT secret")?;
+        let tokens = sutazai_auth::Tokens::new(
+            &secret,
+            settings.session_timeout,
+            REFRESH_LIFETIME.max(settings.session_timeout),
+        )
+        .context("setting up tokens")?;
+        if !settings.enable_auth {
+            tracing::warn!(
+                host = %settings.host,
+                "the API listens beyond loopback: authentication is on although ENABLE_AUTH is not true"
+            );
+        }
+        let active = credentials
+            .list_keys()
+            .map(|keys| keys.iter().filter(|k| k.revoked_at.is_none()).count())
+            .unwrap_or(0);
+        if active == 0 {
+            tracing::warn!(
+                "authentication is on and no API key exists yet: create one with \
+                 `sutazai auth keys create --name admin --role admin`"
+            );
+        }
+        tracing::info!(
+            session_timeout_s = settings.session_timeout.as_secs(),
+            api_keys = active,
+            "authentication on"
+        );
+        Some(sutazai_auth::Auth::new(tokens, credentials.clone()))
+    } else {
+        None
+    };
+    Ok(sutazai_api::auth::Security {
+        auth,
+        credentials,
+        audit,
+    })
 }
 
 /// Binds the API socket, naming the address and the settings to change when it fails.
@@ -252,12 +309,14 @@ async fn serve_bound(
     let data_dir = settings.data_dir.clone();
     let journal_path = settings.journal_path();
     let agents_dir = settings.agents_dir.clone();
-    let (lock, journal, registry) = tokio::task::spawn_blocking(move || {
+    let security_settings = settings.clone();
+    let (lock, journal, registry, security) = tokio::task::spawn_blocking(move || {
         let lock = lock_data_dir(&data_dir)?;
+        let security = open_security(&security_settings)?;
         let journal = Journal::open(&journal_path)
             .with_context(|| format!("opening the journal {}", journal_path.display()))?;
         let registry = load_registry(&agents_dir);
-        anyhow::Ok((lock, journal, registry))
+        anyhow::Ok((lock, journal, registry, security))
     })
     .await
     .context("preparing the data directory")??;
@@ -419,7 +478,15 @@ async fn serve_bound(
     let state = AppState::new(orchestrator.clone(), api_config(&settings))
         .with_infra(infra)
         .with_monitor(monitor)
-        .with_setup(setup);
+        .with_setup(setup)
+        .with_security(security.clone());
+    // API keys and revocations the CLI writes reach the running server within a second.
+    let auth_sync = tokio::spawn(
+        security
+            .credentials
+            .clone()
+            .watch(AUTH_SYNC_EVERY, infra_stop.clone().cancelled_owned()),
+    );
     let url = client_url(addr);
     tracing::info!("listening on http://{addr} (dashboard: {url}/)");
     if settings.ui_dir.is_none() {
@@ -441,6 +508,9 @@ async fn serve_bound(
     };
     let served = sutazai_api::serve(listener, state, shutdown).await;
     infra_stop.cancel();
+    let _ = auth_sync.await;
+    let audit = security.audit.clone();
+    let _ = tokio::task::spawn_blocking(move || audit.close()).await;
     tracing::info!("stopping the orchestrator; unfinished tasks resume at the next start");
     orchestrator.shutdown().await;
     bus.shutdown();

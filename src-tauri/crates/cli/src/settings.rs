@@ -530,6 +530,18 @@ impl Settings {
         .settings(config_file.clone())
     }
 
+    /// The credential store and audit log (`auth.sqlite3` in the data directory).
+    pub fn auth_path(&self) -> PathBuf {
+        self.data_dir.join(AUTH_FILE_NAME)
+    }
+
+    /// Whether the API authenticates callers: `ENABLE_AUTH=true`, or always when it
+    /// listens on anything but loopback (anyone who reaches it could otherwise run agents
+    /// and containers on this machine).
+    pub fn auth_required(&self) -> bool {
+        self.enable_auth || !is_loopback_host(&self.host)
+    }
+
     /// Where the journal lives.
     pub fn journal_path(&self) -> PathBuf {
         self.data_dir.join(JOURNAL_FILE_NAME)
@@ -554,6 +566,18 @@ impl Settings {
     pub fn default_provider_settings(&self) -> Option<&ProviderSettings> {
         self.providers.get(&self.default_provider)
     }
+}
+
+/// File name of the credential store and audit log in the data directory.
+pub const AUTH_FILE_NAME: &str = "auth.sqlite3";
+
+/// `localhost`, `127.0.0.0/8` and `::1` (with or without brackets).
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Picks the config file: `--config`, else `SUTAZAI_CONFIG` (either must exist), else the

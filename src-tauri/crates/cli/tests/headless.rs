@@ -452,18 +452,21 @@ fn a_bad_port_stops_serve_with_the_variable_named() {
 }
 
 #[test]
-fn enable_auth_is_refused_rather_than_ignored() {
+fn enable_auth_with_a_weak_secret_is_refused_before_anything_starts() {
     let sandbox = Sandbox::new();
     let port = free_port().to_string();
     let out = sandbox.run(
         &["serve"],
-        &[("ENABLE_AUTH", "true"), ("ORCHESTRATION_API_PORT", &port)],
+        &[
+            ("ENABLE_AUTH", "true"),
+            ("JWT_SECRET_KEY", "your-secret-key"),
+            ("ORCHESTRATION_API_PORT", &port),
+        ],
     );
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("ENABLE_AUTH=true"), "{stderr}");
     assert!(
-        stderr.contains("authentication is not implemented"),
+        stderr.contains("JWT_SECRET_KEY is 15 bytes long; it must be at least 32"),
         "{stderr}"
     );
     assert!(!sandbox.path().join("data").exists(), "nothing was started");
