@@ -20,6 +20,9 @@ const paths = [
   "/metrics",
   "/setup",
   "/models",
+  "/settings",
+  "/auth",
+  "/audit",
 ];
 
 export default defineConfig({

@@ -5,7 +5,18 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { Api, ApiError, DEFAULT_API, NdjsonDecoder, queryString, readNdjson, resolveApiBase, tone, wsUrl } from "./api";
+import {
+  Api,
+  ApiError,
+  DEFAULT_API,
+  NdjsonDecoder,
+  queryString,
+  readNdjson,
+  resolveApiBase,
+  tone,
+  withAccessToken,
+  wsUrl,
+} from "./api";
 
 type Route = (req: IncomingMessage, res: ServerResponse, body: string) => void;
 
@@ -159,6 +170,26 @@ describe("Api over real HTTP", () => {
     setTimeout(() => controller.abort(), 50);
     const aborted = await failure(api.get("/health", {}, controller.signal));
     expect(aborted.code).toBe("aborted");
+  });
+});
+
+describe("withAccessToken", () => {
+  it("appends the token to a socket URL, URL-encoded", () => {
+    expect(withAccessToken("ws://127.0.0.1:8000/ws", "a.b+c/d=")).toBe("ws://127.0.0.1:8000/ws?access_token=a.b%2Bc%2Fd%3D");
+    expect(withAccessToken(wsUrl("https://h", "/ws/agent/coder"), "t k&x")).toBe("wss://h/ws/agent/coder?access_token=t%20k%26x");
+  });
+
+  it("keeps the query already there, and a fragment last", () => {
+    expect(withAccessToken("ws://h/ws?tokens=true", "abc")).toBe("ws://h/ws?tokens=true&access_token=abc");
+    expect(withAccessToken("ws://h/ws?a=1&b=x%20y", "abc")).toBe("ws://h/ws?a=1&b=x%20y&access_token=abc");
+    expect(withAccessToken("ws://h/ws?", "abc")).toBe("ws://h/ws?access_token=abc");
+    expect(withAccessToken("ws://h/ws?a=1#frag", "abc")).toBe("ws://h/ws?a=1&access_token=abc#frag");
+  });
+
+  it("replaces a token already in the URL, and leaves the URL alone without one", () => {
+    expect(withAccessToken("ws://h/ws?access_token=old&tokens=true", "new")).toBe("ws://h/ws?tokens=true&access_token=new");
+    expect(withAccessToken("ws://h/ws?tokens=true", null)).toBe("ws://h/ws?tokens=true");
+    expect(withAccessToken("ws://h/ws", "")).toBe("ws://h/ws");
   });
 });
 

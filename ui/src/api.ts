@@ -33,6 +33,26 @@ export function wsUrl(base: string, path: string, query: Query = {}): string {
   return `${url}${path}${queryString(query)}`;
 }
 
+/**
+ * `url` carrying `access_token=<token>` in its query: a browser cannot send headers with
+ * a WebSocket, so `/ws` and `/ws/agent/{id}` take the token there. The query already in
+ * the URL is kept as it is (an `access_token` in it is replaced), a fragment stays last;
+ * with no token the URL is returned unchanged.
+ */
+export function withAccessToken(url: string, token: string | null | undefined): string {
+  if (token === null || token === undefined || token === "") return url;
+  const hashAt = url.indexOf("#");
+  const fragment = hashAt >= 0 ? url.slice(hashAt) : "";
+  const beforeHash = hashAt >= 0 ? url.slice(0, hashAt) : url;
+  const queryAt = beforeHash.indexOf("?");
+  const path = queryAt >= 0 ? beforeHash.slice(0, queryAt) : beforeHash;
+  const kept = (queryAt >= 0 ? beforeHash.slice(queryAt + 1) : "")
+    .split("&")
+    .filter((part) => part !== "" && part.split("=", 1)[0] !== "access_token");
+  kept.push(`access_token=${encodeURIComponent(token)}`);
+  return `${path}?${kept.join("&")}${fragment}`;
+}
+
 /** Query parameters; `undefined`, `null` and `""` are left out. */
 export type Query = Record<string, string | number | boolean | null | undefined>;
 
@@ -185,6 +205,21 @@ function describe(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/**
+ * What the client asks of whoever holds the session (session.ts): the bearer to send, and
+ * what to do about a 401.
+ */
+export interface Auth {
+  /** The access token to send now (refreshed first when it is about to expire), or null. */
+  bearer(): Promise<string | null>;
+  /**
+   * A request sent with `used` (null: none) was answered 401 with `error`, on try
+   * `attempt` (0 for the first). True asks for one more try with whatever `bearer()`
+   * then gives; false lets the error through.
+   */
+  recover(error: ApiError, used: string | null, attempt: number): Promise<boolean>;
+}
+
 export interface RequestOptions {
   method?: "GET" | "POST" | "PUT" | "DELETE";
   query?: Query;
@@ -193,6 +228,10 @@ export interface RequestOptions {
   /** 0 waits for as long as it takes (deploy-all). */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** false: no `Authorization` header and no 401 handling (signing in, refreshing). */
+  bearer?: boolean;
+  /** false: the bearer is sent, but a 401 comes back as it is (signing out). */
+  recover?: boolean;
 }
 
 /** The API at one base URL. */
@@ -200,17 +239,40 @@ export class Api {
   readonly base: string;
   private readonly fetchFn: Fetch;
 
-  constructor(base: string, fetchFn: Fetch) {
+  private readonly auth: Auth | null;
+
+  constructor(base: string, fetchFn: Fetch, auth: Auth | null = null) {
     this.base = base;
     this.fetchFn = fetchFn;
+    this.auth = auth;
   }
 
   url(path: string, query: Query = {}): string {
     return `${this.base}${path}${queryString(query)}`;
   }
 
-  /** Sends a request and returns the response once its headers arrived and it is 2xx. */
+  /**
+   * Sends a request and returns the response once its headers arrived and it is 2xx. With
+   * a session, the request carries its bearer; a 401 goes to the session, which may ask
+   * for one more try (after refreshing an expired token).
+   */
   async send(path: string, options: RequestOptions = {}): Promise<Response> {
+    const what = `${options.method ?? "GET"} ${path}`;
+    const auth = options.bearer === false ? null : this.auth;
+    for (let attempt = 0; ; attempt += 1) {
+      const token = auth ? await auth.bearer() : null;
+      const response = await this.sendOnce(path, options, token);
+      if (response.ok) return response;
+      const error = await errorFromResponse(response, what);
+      if (auth && response.status === 401 && options.recover !== false && (await auth.recover(error, token, attempt))) {
+        continue;
+      }
+      throw error;
+    }
+  }
+
+  /** One try: the response whatever its status, or an ApiError when none came. */
+  private async sendOnce(path: string, options: RequestOptions, token: string | null): Promise<Response> {
     const method = options.method ?? "GET";
     const what = `${method} ${path}`;
     const controller = new AbortController();
@@ -229,9 +291,9 @@ export class Api {
     outer?.addEventListener("abort", forward, { once: true });
     const headers: Record<string, string> = { Accept: "application/json" };
     if (options.body !== undefined) headers["Content-Type"] = "application/json";
-    let response: Response;
+    if (token !== null) headers.Authorization = `Bearer ${token}`;
     try {
-      response = await this.fetchFn(this.url(path, options.query), {
+      return await this.fetchFn(this.url(path, options.query), {
         method,
         headers,
         body: options.body === undefined ? undefined : JSON.stringify(options.body),
@@ -245,8 +307,6 @@ export class Api {
       clearTimeout(timer);
       outer?.removeEventListener("abort", forward);
     }
-    if (!response.ok) throw await errorFromResponse(response, what);
-    return response;
   }
 
   /** A JSON request; resolves to the decoded answer. */
@@ -269,12 +329,12 @@ export class Api {
     return this.request<T>(path, { ...options, method: "POST", body });
   }
 
-  put<T>(path: string, body: unknown): Promise<T> {
-    return this.request<T>(path, { method: "PUT", body });
+  put<T>(path: string, body: unknown, options: Omit<RequestOptions, "method" | "body"> = {}): Promise<T> {
+    return this.request<T>(path, { ...options, method: "PUT", body });
   }
 
-  del<T>(path: string): Promise<T> {
-    return this.request<T>(path, { method: "DELETE" });
+  del<T>(path: string, options: Omit<RequestOptions, "method" | "body"> = {}): Promise<T> {
+    return this.request<T>(path, { ...options, method: "DELETE" });
   }
 
   /**

@@ -351,6 +351,55 @@ describe("EventSocket", () => {
   });
 });
 
+describe("EventSocket with a session", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+    FakeSocket.made = [];
+  });
+
+  it("asks for its URL on every attempt, after `prepare` (a token refreshed meanwhile is used)", async () => {
+    vi.useFakeTimers();
+    let token = "t1";
+    const prepared: string[] = [];
+    const socket = new EventSocket(() => `ws://x/ws?access_token=${token}`, {
+      onMessage: () => undefined,
+      prepare: async () => {
+        prepared.push(token);
+      },
+      connect: (url) => new FakeSocket(url),
+    }).start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.made.map((s) => s.url)).toEqual(["ws://x/ws?access_token=t1"]);
+    token = "t2";
+    FakeSocket.made[0]?.onclose?.({} as CloseEvent);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(FakeSocket.made.map((s) => s.url)).toEqual(["ws://x/ws?access_token=t1", "ws://x/ws?access_token=t2"]);
+    expect(prepared).toEqual(["t1", "t2"]);
+    socket.stop();
+    expect(socket.running).toBe(false);
+  });
+
+  it("connects even when `prepare` fails, and not at all when stopped while it ran", async () => {
+    vi.useFakeTimers();
+    const failing = new EventSocket("ws://x/ws", {
+      onMessage: () => undefined,
+      prepare: () => Promise.reject(new Error("refresh failed")),
+      connect: (url) => new FakeSocket(url),
+    }).start();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(FakeSocket.made).toHaveLength(1);
+    failing.stop();
+    const stopped = new EventSocket("ws://x/ws", {
+      onMessage: () => undefined,
+      prepare: () => new Promise((r) => setTimeout(r, 100)),
+      connect: (url) => new FakeSocket(url),
+    }).start();
+    stopped.stop();
+    await vi.advanceTimersByTimeAsync(200);
+    expect(FakeSocket.made).toHaveLength(1);
+  });
+});
+
 describe("thin", () => {
   const columns = (n: number) => ({
     times: Array.from({ length: n }, (_, i) => i),

@@ -34,6 +34,11 @@ type WebSocketLike = Pick<WebSocket, "close" | "onopen" | "onclose" | "onmessage
 
 export interface EventSocketOptions {
   onMessage: (message: WsMessage) => void;
+  /**
+   * Runs before each connection attempt (refreshing an access token about to expire);
+   * its failure does not stop the attempt.
+   */
+  prepare?: () => Promise<unknown>;
   onState?: (state: SocketState) => void;
   /** For tests: makes the socket. */
   connect?: (url: string) => WebSocketLike;
@@ -45,22 +50,27 @@ export class EventSocket {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private attempt = 0;
   private stopped = false;
-  private readonly url: string;
+  /** Counts starts and stops, so an attempt that waited on `prepare` knows it is stale. */
+  private generation = 0;
+  private readonly url: string | (() => string);
   private readonly options: EventSocketOptions;
 
-  constructor(url: string, options: EventSocketOptions) {
+  /** `url` may be a function: it is asked on every attempt (the token in it may change). */
+  constructor(url: string | (() => string), options: EventSocketOptions) {
     this.url = url;
     this.options = options;
   }
 
   start(): this {
     this.stopped = false;
+    this.generation += 1;
     this.open();
     return this;
   }
 
   stop(): void {
     this.stopped = true;
+    this.generation += 1;
     clearTimeout(this.timer);
     const socket = this.socket;
     this.socket = null;
@@ -73,12 +83,32 @@ export class EventSocket {
     this.options.onState?.("closed");
   }
 
+  /** Whether it was started and not stopped since. */
+  get running(): boolean {
+    return !this.stopped && this.generation > 0;
+  }
+
   private open(): void {
     if (this.stopped) return;
     this.options.onState?.("connecting");
+    const prepare = this.options.prepare;
+    if (prepare === undefined) {
+      this.connect();
+      return;
+    }
+    const generation = this.generation;
+    void prepare()
+      .catch(() => undefined)
+      .then(() => {
+        if (!this.stopped && generation === this.generation) this.connect();
+      });
+  }
+
+  private connect(): void {
     let socket: WebSocketLike;
     try {
-      socket = this.options.connect ? this.options.connect(this.url) : new WebSocket(this.url);
+      const url = typeof this.url === "function" ? this.url() : this.url;
+      socket = this.options.connect ? this.options.connect(url) : new WebSocket(url);
     } catch {
       this.retry();
       return;

@@ -3,8 +3,10 @@
 
 import type { ComponentChildren } from "preact";
 import { useState } from "preact/hooks";
+import { gateReason, type Role } from "../access";
 import { tone, type ApiError } from "../api";
 import { pretty } from "../format";
+import { currentRole } from "./app-state";
 
 export type Tone = "good" | "warn" | "bad" | "idle";
 
@@ -169,7 +171,18 @@ export function Chips(props: { items: string[] }) {
   );
 }
 
-/** A button that says it is working while `busy`. */
+/**
+ * Why the signed-in role may not use a control that needs `needs` ("needs the operator
+ * role"), or null when it may (and when auth is off: the server decides).
+ */
+export function useGate(needs: Role | undefined): string | null {
+  return gateReason(currentRole.value, needs);
+}
+
+/**
+ * A button that says it is working while `busy`. With `needs`, it is disabled (its tooltip
+ * saying which role it needs) when the signed-in role is weaker.
+ */
 export function Button(props: {
   onClick?: () => void;
   busy?: boolean;
@@ -180,16 +193,20 @@ export function Button(props: {
   testid?: string;
   title?: string;
   type?: "button" | "submit";
+  /** The role this button's request needs. */
+  needs?: Role;
   children: ComponentChildren;
 }) {
+  const gated = useGate(props.needs);
   return (
     <button
       type={props.type ?? "button"}
       class={`btn btn-${props.kind ?? "plain"}${props.small ? " btn-small" : ""}`}
-      disabled={props.disabled || props.busy}
+      disabled={props.disabled || props.busy || gated !== null}
       aria-busy={props.busy ? "true" : undefined}
       data-testid={props.testid}
-      title={props.title}
+      data-needs={gated !== null ? props.needs : undefined}
+      title={gated ?? props.title}
       onClick={props.onClick}
     >
       {props.busy ? <span class="spinner" aria-hidden="true" /> : null}

@@ -1,5 +1,6 @@
-// The page around the views: sidebar navigation, the header with the connection and
-// health, the view the hash names, and the toasts: alerts pushed over `/ws`, notes from views.
+// The page around the views: sidebar navigation, the header with the connection, health and
+// who is signed in, the view the hash names, and the toasts: alerts pushed over `/ws`,
+// notes from views. While the server wants a sign-in, the sign-in screen instead.
 
 import { useEffect, useState } from "preact/hooks";
 import { tone } from "../api";
@@ -13,10 +14,11 @@ import { Messages } from "../views/messages";
 import { Overview } from "../views/overview";
 import { TaskView } from "../views/task";
 import { Tasks } from "../views/tasks";
+import { SignIn } from "../views/signin";
 import { Welcome } from "../views/welcome";
 import type { SystemStatus } from "../types";
-import { api, dismissToast, socketState, systemStatus, toasts } from "./app-state";
-import { Pill } from "./components";
+import { access, api, dismissToast, signOut, socketState, systemStatus, toasts } from "./app-state";
+import { Button, Pill } from "./components";
 import { usePoll } from "./hooks";
 
 function currentRoute(): Route {
@@ -95,6 +97,35 @@ function Connection(props: { base: string }) {
   );
 }
 
+/** Who is signed in, and "Sign out"; nothing when the server runs without authentication. */
+function Identity() {
+  const state = access.value;
+  const [busy, setBusy] = useState(false);
+  if (state.phase !== "signed-in") return null;
+  const who = state.who;
+  const expires = who.expires_at ? `, session until ${f.dateTime(who.expires_at)}` : "";
+  return (
+    <div class="identity">
+      <span class="whoami" data-testid="whoami" data-role={who.role} title={`signed in via ${who.via}${expires}`}>
+        <span class="whoami-subject">{who.subject}</span>{" "}
+        <Pill tone={who.role === "admin" ? "good" : who.role === "operator" ? "warn" : "idle"}>{who.role}</Pill>
+      </span>
+      <Button
+        small
+        busy={busy}
+        testid="signout"
+        title="Revoke this session and sign in again"
+        onClick={() => {
+          setBusy(true);
+          void signOut().finally(() => setBusy(false));
+        }}
+      >
+        Sign out
+      </Button>
+    </div>
+  );
+}
+
 function Toasts() {
   const list = toasts.value;
   if (list.length === 0) return null;
@@ -125,6 +156,14 @@ function Toasts() {
 
 export function App(props: { base: string }) {
   const route = useRoute();
+  const state = access.value;
+  if (state.phase === "checking") return <p class="boot">Starting…</p>;
+  if (state.phase === "signed-out") return <SignIn base={props.base} reason={state.reason} />;
+  return <Shell base={props.base} route={route} />;
+}
+
+function Shell(props: { base: string; route: Route }) {
+  const route = props.route;
   const active = navOf(route);
   return (
     <div class="shell">
@@ -150,7 +189,10 @@ export function App(props: { base: string }) {
       <div class="main">
         <header class="topbar">
           <span class="muted">agent control plane</span>
-          <Connection base={props.base} />
+          <div class="topbar-right">
+            <Connection base={props.base} />
+            <Identity />
+          </div>
         </header>
         <main class="content">
           <Page route={route} />

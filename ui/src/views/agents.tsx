@@ -53,6 +53,7 @@ function AgentControls(props: { agent: AgentInfo; onDone: () => void }) {
     <div class="controls" data-testid="agent-controls">
       <div class="button-row">
         <Button
+          needs="operator"
           onClick={() => control("start")}
           busy={action.busy}
           disabled={props.agent.status === "healthy"}
@@ -61,6 +62,7 @@ function AgentControls(props: { agent: AgentInfo; onDone: () => void }) {
           Start
         </Button>
         <Button
+          needs="operator"
           onClick={() => control("stop")}
           busy={action.busy}
           disabled={props.agent.status === "stopped"}
@@ -70,6 +72,7 @@ function AgentControls(props: { agent: AgentInfo; onDone: () => void }) {
           Stop
         </Button>
         <Button
+          needs="operator"
           onClick={() => control("restart")}
           busy={action.busy}
           testid="agent-restart"
@@ -87,6 +90,7 @@ function AgentControls(props: { agent: AgentInfo; onDone: () => void }) {
             data-testid="agent-instances"
           />
           <Button
+            needs="operator"
             onClick={() => control("scale", { instances: n })}
             busy={action.busy}
             disabled={!validScale}
@@ -127,7 +131,13 @@ function AgentDetail(props: { id: string; revision: number; onChanged: () => voi
       title={a ? a.name : props.id}
       actions={
         <>
-          <Button small onClick={() => props.onEdit(props.id)} testid="agent-detail-edit" title="Change this agent's definition">
+          <Button
+            needs="operator"
+            small
+            onClick={() => props.onEdit(props.id)}
+            testid="agent-detail-edit"
+            title="Change this agent's definition"
+          >
             Edit
           </Button>
           <a href={routeHash({ view: "agents" })}>Close ×</a>
@@ -409,7 +419,7 @@ function AgentForm(props: {
         </p>
       )}
       <div class="button-row">
-        <Button type="submit" kind="primary" busy={save.busy} disabled={remove.busy} testid="agent-save">
+        <Button needs="operator" type="submit" kind="primary" busy={save.busy} disabled={remove.busy} testid="agent-save">
           {d ? "Save" : "Create agent"}
         </Button>
         <Button onClick={props.onClose} testid="agent-cancel">
@@ -425,7 +435,14 @@ function AgentForm(props: {
                   ? "Delete the user file and go back to the built-in definition?"
                   : "Delete the user file? The agent is removed."}
               </span>
-              <Button kind="danger" busy={remove.busy} disabled={save.busy} onClick={onDelete} testid="agent-delete-confirm">
+              <Button
+                needs="operator"
+                kind="danger"
+                busy={remove.busy}
+                disabled={save.busy}
+                onClick={onDelete}
+                testid="agent-delete-confirm"
+              >
                 {deleteLabel}
               </Button>
               <Button onClick={() => setConfirming(false)} testid="agent-delete-cancel">
@@ -434,6 +451,7 @@ function AgentForm(props: {
             </span>
           ) : (
             <Button
+              needs="operator"
               kind="danger"
               disabled={save.busy}
               onClick={() => setConfirming(true)}
@@ -530,7 +548,7 @@ export function Agents(props: { agentId?: string }) {
     <div class="view">
       <div class="title-row">
         <h1>Agents</h1>
-        <Button kind="primary" onClick={() => setEditing({ kind: "new" })} testid="agent-new">
+        <Button needs="operator" kind="primary" onClick={() => setEditing({ kind: "new" })} testid="agent-new">
           New agent
         </Button>
       </div>
@@ -616,7 +634,7 @@ export function Agents(props: { agentId?: string }) {
                               user
                             </Pill>
                           )}
-                          <Button small onClick={() => edit(a.id)} testid={`agent-edit-${a.id}`}>
+                          <Button needs="operator" small onClick={() => edit(a.id)} testid={`agent-edit-${a.id}`}>
                             Edit
                           </Button>
                         </div>

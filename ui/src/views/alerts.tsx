@@ -2,15 +2,17 @@
 // id), acknowledgement (`POST /alerts/{id}/acknowledge`), the rules with editable
 // thresholds (`PUT /alerts/rules/{id}` with the whole rule), the editable settings (LLM
 // endpoint URLs and alert delivery channels: `GET`/`PUT /settings`, saved to the config
-// file and applied at once), and what `/status` reports about the rest.
+// file and applied at once), what `/status` reports about the rest, and, for admins, Access:
+// API keys and the audit log (access.tsx).
 
 import { useEffect, useState } from "preact/hooks";
 import * as f from "../format";
 import { draftOf, ruleFromDraft, type RuleDraft } from "../ruleForm";
 import * as sf from "../settingsForm";
 import { SEVERITIES, type AlertList, type AlertRecord, type Rule, type Severity, type SystemStatus } from "../types";
-import { api } from "../ui/app-state";
-import { Button, Empty, ErrorNote, Field, Loading, Panel, Pill, StatusPill } from "../ui/components";
+import { api, currentRole } from "../ui/app-state";
+import { Button, Empty, ErrorNote, Field, Loading, Panel, Pill, StatusPill, useGate } from "../ui/components";
+import { AccessSection } from "./access";
 import { asApiError, useAction, useDebounced, usePoll, useSocket } from "../ui/hooks";
 import type { ApiError } from "../api";
 
@@ -46,6 +48,7 @@ function AlertRow(props: { alert: AlertRecord; onChanged: (a: AlertRecord) => vo
           </Pill>
         ) : (
           <Button
+            needs="operator"
             busy={ack.busy}
             testid="alert-ack"
             onClick={() =>
@@ -233,6 +236,7 @@ function RuleRow(props: { rule: Rule; onSaved: (rule: Rule) => void }) {
       </td>
       <td>
         <Button
+          needs="admin"
           kind={changed ? "primary" : "plain"}
           disabled={!changed}
           busy={save.busy}
@@ -335,6 +339,19 @@ function Settings() {
 function Locked(props: { by: string | null | undefined }) {
   if (!props.by) return null;
   return <span class="muted small"> — set by the environment variable {props.by}; unset it to edit here</span>;
+}
+
+/** The editable settings: admins only; others are told so rather than refused. */
+function EditableSettingsGate() {
+  const gated = useGate("admin");
+  if (gated !== null) {
+    return (
+      <p class="muted" data-testid="settings-gated" title={gated}>
+        Changing endpoints and alert delivery needs the admin role; you are {currentRole.value}.
+      </p>
+    );
+  }
+  return <EditableSettings />;
 }
 
 function EditableSettings() {
@@ -480,7 +497,7 @@ function EditableSettings() {
         )}
       </div>
       <div class="form-actions">
-        <Button type="submit" kind="primary" disabled={!changed} busy={save.busy} testid="settings-save">
+        <Button needs="admin" type="submit" kind="primary" disabled={!changed} busy={save.busy} testid="settings-save">
           Save settings
         </Button>
         {saved && !changed && (
@@ -504,11 +521,12 @@ export function Alerts() {
         <Rules />
       </Panel>
       <Panel title="Endpoints and delivery" actions={<span class="muted small">editable</span>}>
-        <EditableSettings />
+        <EditableSettingsGate />
       </Panel>
       <Panel title="Status" actions={<span class="muted small">as /status reports them</span>}>
         <Settings />
       </Panel>
+      <AccessSection />
     </div>
   );
 }

@@ -113,7 +113,7 @@ function ImagePull() {
           aria-label="Image"
           data-testid="pull-image"
         />
-        <Button type="submit" kind="primary" busy={busy} disabled={image.trim() === ""} testid="pull-submit">
+        <Button needs="operator" type="submit" kind="primary" busy={busy} disabled={image.trim() === ""} testid="pull-submit">
           Pull
         </Button>
         {busy && <Button onClick={() => controller.current?.abort()}>Stop watching</Button>}
@@ -350,13 +350,25 @@ function ServiceCard(props: {
         {s.description} · <span class="mono">{s.image}</span>
       </div>
       <div class="button-row">
-        <Button onClick={() => control("start")} busy={act.busy} testid="service-start">
+        <Button needs="operator" onClick={() => control("start")} busy={act.busy} testid="service-start">
           Start
         </Button>
-        <Button onClick={() => control("stop")} busy={act.busy} disabled={s.running_replicas === 0} testid="service-stop">
+        <Button
+          needs="operator"
+          onClick={() => control("stop")}
+          busy={act.busy}
+          disabled={s.running_replicas === 0}
+          testid="service-stop"
+        >
           Stop
         </Button>
-        <Button onClick={() => control("restart")} busy={act.busy} disabled={s.containers.length === 0} testid="service-restart">
+        <Button
+          needs="operator"
+          onClick={() => control("restart")}
+          busy={act.busy}
+          disabled={s.containers.length === 0}
+          testid="service-restart"
+        >
           Restart
         </Button>
         <span class="inline-field">
@@ -368,6 +380,7 @@ function ServiceCard(props: {
             aria-label="Replicas"
           />
           <Button
+            needs="operator"
             onClick={() => control("scale", n)}
             busy={act.busy}
             disabled={!Number.isInteger(n) || n < 0}
@@ -378,13 +391,20 @@ function ServiceCard(props: {
         </span>
         {confirmRemove ? (
           <>
-            <Button kind="danger" onClick={() => control("remove")} busy={act.busy} testid="service-remove-confirm">
+            <Button
+              needs="operator"
+              kind="danger"
+              onClick={() => control("remove")}
+              busy={act.busy}
+              testid="service-remove-confirm"
+            >
               Remove its containers (volumes stay)
             </Button>
             <Button onClick={() => setConfirmRemove(false)}>Keep</Button>
           </>
         ) : (
           <Button
+            needs="operator"
             kind="danger"
             onClick={() => setConfirmRemove(true)}
             disabled={s.containers.length === 0}
@@ -448,7 +468,7 @@ export function Infrastructure() {
               <Panel
                 title="Docker"
                 actions={
-                  <Button kind="primary" busy={deploy.action.busy} onClick={startDeploy} testid="deploy-all">
+                  <Button needs="operator" kind="primary" busy={deploy.action.busy} onClick={startDeploy} testid="deploy-all">
                     Deploy all
                   </Button>
                 }

@@ -117,7 +117,7 @@ function Composer(props: { broadcast: boolean; agents: string[] }) {
         </p>
       )}
       <div class="button-row">
-        <Button type="submit" kind="primary" busy={send.busy} testid={`${prefix}-submit`}>
+        <Button needs="operator" type="submit" kind="primary" busy={send.busy} testid={`${prefix}-submit`}>
           {props.broadcast ? "Broadcast" : "Send"}
         </Button>
       </div>
@@ -173,6 +173,7 @@ function DeadLetterDetail(props: { id: string; onChanged: () => void }) {
           {!d.message && d.header !== undefined && <Json value={d.header} />}
           <div class="button-row">
             <Button
+              needs="operator"
               kind="primary"
               busy={act.busy}
               disabled={!d.message}
@@ -192,6 +193,7 @@ function DeadLetterDetail(props: { id: string; onChanged: () => void }) {
               Replay
             </Button>
             <Button
+              needs="operator"
               kind="danger"
               busy={act.busy}
               testid="dead-letter-delete"
@@ -248,6 +250,7 @@ function DeadLetters(props: { selected?: string }) {
             {confirming ? (
               <>
                 <Button
+                  needs="operator"
                   kind="danger"
                   busy={purge.busy}
                   testid="dead-letter-purge-confirm"
@@ -266,6 +269,7 @@ function DeadLetters(props: { selected?: string }) {
               </>
             ) : (
               <Button
+                needs="operator"
                 kind="danger"
                 disabled={!list.data || list.data.count === 0}
                 onClick={() => setConfirming(true)}

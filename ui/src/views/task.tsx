@@ -1,16 +1,16 @@
 // One task: `GET /tasks/{id}` and its session timeline, kept live by its own `/ws?tokens=true`
-// socket (token chunks are opt-in, so only this view asks for them and only while the task
+// socket (carrying the session's token; token chunks are opt-in, so only this view asks for them and only while the task
 // can still change), with cancel (`DELETE /tasks/{id}`) and approve
 // (`POST /tasks/{id}/approve`).
 
 import { useEffect, useRef, useState } from "preact/hooks";
-import { wsUrl, type ApiError } from "../api";
+import type { ApiError } from "../api";
 import * as f from "../format";
 import { routeHash } from "../router";
 import { emptyTimeline, foldEvent, tokenTotals, wantsReread, withDetail, type Timeline, type TimelineStep } from "../timeline";
 import { TERMINAL, type TaskDetail, type WsMessage } from "../types";
 import { EventSocket, type SocketState } from "../ws";
-import { api } from "../ui/app-state";
+import { api, openSocket } from "../ui/app-state";
 import { Button, Chips, Empty, ErrorNote, Fold, Json, Loading, Panel, Pill, StatusPill } from "../ui/components";
 import { asApiError, useAction } from "../ui/hooks";
 
@@ -66,7 +66,7 @@ function useTaskTimeline(taskId: string): {
       setTimeline((old) => events.reduce(foldEvent, old ?? emptyTimeline(taskId)));
     };
     reloadRef.current = () => void load();
-    socket = new EventSocket(wsUrl(api().base, "/ws", { tokens: true }), {
+    socket = openSocket("/ws", { tokens: true }, {
       onMessage: (m) => {
         if (m.type !== "lagged" && m.task_id !== taskId) return;
         buffer.push(m);
@@ -79,7 +79,7 @@ function useTaskTimeline(taskId: string): {
         // Whatever happened while the socket was down is in the task now.
         if (state === "open") reread();
       },
-    }).start();
+    });
     void load();
     return () => {
       alive = false;
@@ -114,6 +114,7 @@ function Approvals(props: { timeline: Timeline; onDone: () => void }) {
           <li key={name}>
             <Pill tone="warn">pending</Pill> <strong>{name}</strong>{" "}
             <Button
+              needs="operator"
               kind="primary"
               busy={approve.busy}
               testid="approve-button"
@@ -274,6 +275,7 @@ export function TaskView(props: { taskId: string }) {
         <span class="spacer" />
         {!terminal && (
           <Button
+            needs="operator"
             kind="danger"
             busy={cancel.busy}
             testid="cancel-button"

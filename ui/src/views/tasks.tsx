@@ -198,7 +198,7 @@ function TaskForm() {
         </p>
       )}
       <div class="button-row">
-        <Button type="submit" kind="primary" busy={submit.busy} testid="task-submit">
+        <Button needs="operator" type="submit" kind="primary" busy={submit.busy} testid="task-submit">
           Submit task
         </Button>
       </div>

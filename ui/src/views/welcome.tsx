@@ -228,7 +228,7 @@ export function Welcome() {
         <p class={plan.deploy.offer ? "" : "muted"}>{plan.deploy.reason}</p>
         {plan.deploy.offer && (
           <div class="button-row">
-            <Button kind="primary" onClick={startDeploy} busy={deploy.action.busy} testid="welcome-deploy">
+            <Button needs="operator" kind="primary" onClick={startDeploy} busy={deploy.action.busy} testid="welcome-deploy">
               Deploy all services
             </Button>
           </div>
@@ -243,6 +243,7 @@ export function Welcome() {
         {(plan.pull.state === "offer" || plan.pull.state === "unreachable" || pull.busy) && (
           <div class="button-row">
             <Button
+              needs="operator"
               kind="primary"
               onClick={() => pull.start(plan.pull.model)}
               busy={pull.busy}
@@ -277,6 +278,7 @@ export function Welcome() {
         )}
         <div class="button-row">
           <Button
+            needs="operator"
             kind="primary"
             onClick={runFirstTask}
             busy={first.busy}
