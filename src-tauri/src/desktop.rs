@@ -96,6 +96,10 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<()> {
                 let (Some(settings), Some(embedding)) = (settings.take(), embedding.take()) else {
                     return Err("the desktop app was set up twice".into());
                 };
+                // Before the server starts: with authentication on, the window's session
+                // is signed with the secret the server then loads.
+                let session = sutazai_cli::serve::local_session(&settings, "desktop")
+                    .context("signing the dashboard window in")?;
                 let started = {
                     let _guard = runtime.enter();
                     sutazai_cli::serve::spawn_background(settings, embedding)
@@ -104,7 +108,7 @@ pub fn run(config: Option<&Path>) -> anyhow::Result<()> {
                 let api = started.url().to_owned();
                 tracing::info!(%api, "orchestration API started for the desktop window");
                 *server.lock().unwrap_or_else(PoisonError::into_inner) = Some(started);
-                open_dashboard(app.handle(), &api)?;
+                open_dashboard(app.handle(), &api, session.as_ref())?;
                 let alive: crate::tray::Alive = {
                     let server = server.clone();
                     Arc::new(move || {
@@ -186,7 +190,11 @@ fn navigate(app: &AppHandle, route: &str) {
 
 /// Opens the dashboard window from its `tauri.conf.json` description, with the API base URL
 /// set as `window.SUTAZAI_API` before any of the page's scripts run.
-fn open_dashboard(app: &AppHandle, api: &str) -> anyhow::Result<()> {
+fn open_dashboard(
+    app: &AppHandle,
+    api: &str,
+    session: Option<&sutazai_auth::TokenPair>,
+) -> anyhow::Result<()> {
     let config = app
         .config()
         .app
@@ -196,7 +204,7 @@ fn open_dashboard(app: &AppHandle, api: &str) -> anyhow::Result<()> {
         .with_context(|| format!("tauri.conf.json declares no window labelled {MAIN_WINDOW:?}"))?;
     let window = WebviewWindowBuilder::from_config(app, config)
         .context("reading the dashboard window configuration")?
-        .initialization_script(api_init_script(api)?)
+        .initialization_script(api_init_script(api, session)?)
         .build()
         .context("opening the dashboard window")?;
     lighten_webview(&window);
@@ -236,9 +244,20 @@ fn lighten_webview(_window: &tauri::WebviewWindow) {}
 
 /// The script that hands the API address to the page; the URL goes through JSON encoding so
 /// no configured value can break out of the string literal.
-fn api_init_script(api: &str) -> anyhow::Result<String> {
+/// With authentication on, the window also gets a session (`window.SUTAZAI_AUTH`): the
+/// person at this desktop owns the machine, so the app signs its own window in as admin.
+fn api_init_script(api: &str, session: Option<&sutazai_auth::TokenPair>) -> anyhow::Result<String> {
     let literal = serde_json::to_string(api).context("encoding the API base URL")?;
-    Ok(format!("window.SUTAZAI_API = {literal};"))
+    let mut script = format!("window.SUTAZAI_API = {literal};");
+    if let Some(session) = session {
+        let auth = serde_json::json!({
+            "access_token": session.access_token,
+            "refresh_token": session.refresh_token,
+            "expires_in": session.expires_in,
+        });
+        script.push_str(&format!(" window.SUTAZAI_AUTH = {auth};"));
+    }
+    Ok(script)
 }
 
 /// Whether an X11 or Wayland display is named, so GTK can open a window; an empty variable
@@ -268,11 +287,11 @@ mod tests {
     #[test]
     fn init_script_quotes_the_url() {
         assert_eq!(
-            api_init_script("http://127.0.0.1:8000").unwrap(),
+            api_init_script("http://127.0.0.1:8000", None).unwrap(),
             r#"window.SUTAZAI_API = "http://127.0.0.1:8000";"#
         );
         assert_eq!(
-            api_init_script(r#"x";alert(1);//"#).unwrap(),
+            api_init_script(r#"x";alert(1);//"#, None).unwrap(),
             r#"window.SUTAZAI_API = "x\";alert(1);//";"#
         );
     }

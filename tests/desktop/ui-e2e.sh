@@ -41,6 +41,10 @@ export ORCHESTRATION_API_HOST=127.0.0.1 ORCHESTRATION_API_PORT=0
 export SUTAZAI_DATA_DIR="$work/data" SUTAZAI_AGENTS_DIR="$work/data/agents"
 export SUTAZAI_MODEL="${SUTAZAI_MODEL:-smollm2:135m}" SUTAZAI_MAX_TOKENS=48 LOG_LEVEL=warn
 export DOCKER_HOST=unix:///nonexistent/sutazai-ui-e2e.sock
+# With authentication on: the app signs its own window in, every call of the dashboard
+# carries the bearer, and the script uses the window's token for its own API calls.
+export ENABLE_AUTH=true
+unset JWT_SECRET_KEY
 unset SUTAZAI_CONFIG REDIS_URL SUTAZAI_LOCAL_AGENTS SUTAZAI_SERVICES_DIR SUTAZAI_API_URL
 
 "$driver" --port "$dport" --native-port "$nport" >"$work/driver.log" 2>&1 &
@@ -49,7 +53,7 @@ for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$dport") 2>/dev/null && break
   sleep 0.1
 done
-WEBDRIVER_URL="http://127.0.0.1:$dport" SUTAZAI_APP="$BIN" SUTAZAI_API=window \
+WEBDRIVER_URL="http://127.0.0.1:$dport" SUTAZAI_APP="$BIN" SUTAZAI_API=window SUTAZAI_API_TOKEN=window \
   SHOTS_DIR="${SHOTS_DIR:-$work/shots}" node "$ROOT/tests/ui-e2e/run.mjs" || {
   status=$?
   echo "--- tauri-driver log (the app's output; panics first):" >&2

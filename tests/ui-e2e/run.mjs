@@ -21,7 +21,9 @@
 //                   welcome (.png); a failure adds failure.png
 //
 // Optional:
-//   SUTAZAI_API_TOKEN   sent as `Authorization: Bearer …` on this script's API requests
+//   SUTAZAI_API_TOKEN   sent as `Authorization: Bearer …` on this script's API requests;
+//                       `window`: the access token the desktop app gave its window
+//                       (`window.SUTAZAI_AUTH`, when the app runs with ENABLE_AUTH=true)
 //   E2E_TASK_TIMEOUT_S  how long the first task may take to complete (default 300)
 //   E2E_TIMEOUT_S       how long the window may take to show anything else (default 60)
 //   E2E_CAPABILITIES    JSON capabilities used instead of the tauri ones, e.g. to drive
@@ -370,6 +372,12 @@ async function main() {
         if (typeof base !== "string" || !/^https?:\/\//.test(base)) throw new Failure(`window.SUTAZAI_API is ${JSON.stringify(base)}`);
         cfg.api = base.replace(/\/+$/, "");
         where = `, API ${cfg.api}`;
+      }
+      if (cfg.token === "window") {
+        const auth = await until(cfg.timeout, () => browser.execute(() => window.SUTAZAI_AUTH ?? null), "the app gave its window no session (window.SUTAZAI_AUTH)", 100);
+        if (typeof auth.access_token !== "string") throw new Failure("window.SUTAZAI_AUTH has no access_token");
+        cfg.token = auth.access_token;
+        where += ", signed in by the app (token from the window)";
       }
       return `session ${browser.sessionId} (${caps.browserName ?? "?"} ${caps.browserVersion ?? ""})${where}`.trim();
     });
@@ -723,6 +731,50 @@ async function main() {
       return `Slack webhook refused while invalid, saved to ${on.config_file} (secret not answered), switched off again${
         locked ? `; ${locked.name}'s URL locked by ${locked.locked_by}` : ""
       }`;
+    });
+
+    await step("access: an API key made and revoked in the window, the audit chain verified", async () => {
+      const whoami = await api("GET", "/auth/whoami");
+      if (!whoami.auth_enabled) return "skipped: authentication is off on this server";
+      const who = await browser.$(tid("whoami"));
+      await who.waitForDisplayed({ timeout: cfg.timeout, timeoutMsg: "the header does not show who is signed in" });
+      const subject = await browser.execute(() => document.querySelector('[data-testid="whoami"] .whoami-subject')?.textContent ?? "");
+      const shown = `${subject} (${await who.getAttribute("data-role")})`;
+      if (subject !== whoami.subject) throw new Failure(`the header names ${subject}, the server ${whoami.subject}`);
+      await openView(browser, cfg, "alerts", tid("key-form"));
+      // An old run's key of the same name would make the name taken.
+      for (const k of (await api("GET", "/auth/keys")).keys)
+        if (k.name === "e2e-viewer" && !k.revoked_at) await api("DELETE", `/auth/keys/${encodeURIComponent(k.id)}`);
+      await setValue(browser, "key-name", "e2e-viewer");
+      await setFieldValue(browser, "key-role", "viewer");
+      await press(browser, "key-create");
+      const secretEl = await browser.$(tid("key-secret"));
+      await secretEl.waitForDisplayed({ timeout: cfg.timeout, timeoutMsg: "the new key's secret was not shown" });
+      const secret = (await secretEl.getText()).trim();
+      if (!/^szk_[A-Za-z0-9_-]{43}$/.test(secret)) throw new Failure(`the shown key does not look like one: ${secret.slice(0, 8)}…`);
+      await shoot(browser, cfg, "access");
+      // The key works, with its role: reads yes, changes no.
+      const asKey = apiClient({ ...cfg, token: secret });
+      const agents = await asKey("GET", "/agents");
+      const refused = await asKey("POST", "/tasks", { description: "must be refused" }).then(
+        () => null,
+        (err) => err,
+      );
+      if (!refused || !String(refused.message).includes("HTTP 403")) throw new Failure(`a viewer key could submit a task: ${refused?.message ?? "201"}`);
+      const listed = (await api("GET", "/auth/keys")).keys.find((k) => k.name === "e2e-viewer" && !k.revoked_at);
+      if (!listed) throw new Failure("GET /auth/keys does not list the key made in the window");
+      if (JSON.stringify(listed).includes(secret.slice(12))) throw new Failure("GET /auth/keys answers the key's secret");
+      await press(browser, "key-created-done").catch(() => undefined);
+      await press(browser, `key-revoke-${listed.id}`);
+      await press(browser, "key-revoke-confirm");
+      await until(cfg.timeout, async () => (await asKey("GET", "/agents").then(() => false, (err) => String(err.message).includes("HTTP 401"))), "the revoked key still works");
+      await press(browser, "audit-verify");
+      const verdict = await browser.$(tid("audit-verify-result"));
+      await verdict.waitForDisplayed({ timeout: cfg.timeout, timeoutMsg: "no verification result shown" });
+      if ((await verdict.getAttribute("data-ok")) !== "true") throw new Failure(`the audit chain is reported broken: ${await verdict.getText()}`);
+      await verdict.scrollIntoView();
+      await shoot(browser, cfg, "audit");
+      return `signed in as ${shown}; key ${secret.slice(0, 12)}… made in the Access panel (${agents.agents.length} agents readable with it, POST /tasks 403), revoked there (then 401); "${await verdict.getText()}"`;
     });
 
     say("PASS", performance.now() - started, "every step passed");

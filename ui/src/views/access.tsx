@@ -313,7 +313,11 @@ function Audit() {
           <Button
             small
             needs="admin"
-            onClick={() => void verify.run(() => api().get<AuditVerify>("/audit/verify"))}
+            onClick={() => {
+              // The list and the verdict describe the same log: refresh both.
+              reload();
+              void verify.run(() => api().get<AuditVerify>("/audit/verify"));
+            }}
             busy={verify.busy}
             testid="audit-verify"
           >

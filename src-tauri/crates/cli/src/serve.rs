@@ -211,6 +211,38 @@ fn check_auth_settings(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A session for a local client the app itself signs in (the desktop window): admin,
+/// signed with the secret the server uses; `None` when authentication is off. Blocking.
+pub fn local_session(
+    settings: &Settings,
+    subject: &str,
+) -> anyhow::Result<Option<sutazai_auth::TokenPair>> {
+    if !settings.auth_required() {
+        return Ok(None);
+    }
+    check_auth_settings(settings)?;
+    Ok(Some(tokens(settings)?.issue(
+        subject,
+        sutazai_auth::Role::Admin,
+        None,
+    )?))
+}
+
+/// The token signer of `settings`: the configured secret or the data directory's. Blocking.
+fn tokens(settings: &Settings) -> anyhow::Result<sutazai_auth::Tokens> {
+    let secret = sutazai_auth::secret::load_or_create(
+        settings.jwt_secret_key.as_ref().map(|s| s.expose()),
+        &settings.data_dir,
+    )
+    .context("loading the JWT secret")?;
+    sutazai_auth::Tokens::new(
+        &secret,
+        settings.session_timeout,
+        REFRESH_LIFETIME.max(settings.session_timeout),
+    )
+    .context("setting up tokens")
+}
+
 /// The credential store and audit log in the data directory, and — when `ENABLE_AUTH` is
 /// true or the API listens beyond loopback — the token signer. Blocking.
 pub fn open_security(settings: &Settings) -> anyhow::Result<sutazai_api::auth::Security> {
@@ -220,17 +252,7 @@ pub fn open_security(settings: &Settings) -> anyhow::Result<sutazai_api::auth::S
     let audit = sutazai_auth::AuditLog::open(&path)
         .with_context(|| format!("opening the audit log {}", path.display()))?;
     let auth = if settings.auth_required() {
-        let secret = sutazai_auth::secret::load_or_create(
-            settings.jwt_secret_key.as_ref().map(|s| s.expose()),
-            &settings.data_dir,
-        )
-        .context("loading the JWT secret")?;
-        let tokens = sutazai_auth::Tokens::new(
-            &secret,
-            settings.session_timeout,
-            REFRESH_LIFETIME.max(settings.session_timeout),
-        )
-        .context("setting up tokens")?;
+        let tokens = tokens(settings)?;
         if !settings.enable_auth {
             tracing::warn!(
                 host = %settings.host,
