@@ -91,6 +91,11 @@ impl From<OrchestratorError> for ApiError {
                 StatusCode::CONFLICT
             }
             OrchestratorError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            // Backpressure: the client should come back shortly.
+            OrchestratorError::Overloaded { .. } => {
+                return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+                    .with_retry_after(2);
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), e.to_string())

@@ -615,6 +615,7 @@ fn lock_data_dir(data_dir: &Path) -> anyhow::Result<File> {
 pub fn orchestrator_config(settings: &Settings) -> OrchestratorConfig {
     OrchestratorConfig {
         max_concurrent_tasks: settings.max_concurrent_tasks,
+        max_pending_tasks: settings.max_pending_tasks,
         default_provider: settings.default_provider.clone(),
         default_model: settings.model.clone(),
         agent_bindings: settings

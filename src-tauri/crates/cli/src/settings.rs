@@ -90,6 +90,7 @@ const KEYS: &[Key] = &[
     Key::new("jwt_secret_key", "JWT_SECRET_KEY"),
     Key::new("session_timeout", "SESSION_TIMEOUT"),
     Key::new("max_concurrent_tasks", "MAX_CONCURRENT_TASKS"),
+    Key::new("max_pending_tasks", "SUTAZAI_MAX_PENDING_TASKS"),
     Key::new(
         "websocket_heartbeat_interval",
         "WEBSOCKET_HEARTBEAT_INTERVAL",
@@ -440,6 +441,9 @@ pub struct Settings {
     pub session_timeout: Duration,
     /// `MAX_CONCURRENT_TASKS` (≥ 1): tasks running at once; more wait in the queue.
     pub max_concurrent_tasks: usize,
+    /// `SUTAZAI_MAX_PENDING_TASKS` (≥ 1, default 10,000): unfinished tasks held at once;
+    /// more are refused with 503 `queue_full` and `Retry-After` (backpressure).
+    pub max_pending_tasks: usize,
     /// `WEBSOCKET_HEARTBEAT_INTERVAL` (seconds, ≥ 1): how often `/ws` gets `system_status`.
     pub heartbeat_interval: Duration,
     /// `MESSAGE_RETENTION_HOURS`.
@@ -825,6 +829,7 @@ impl Reader<'_> {
             jwt_secret_key: self.string("jwt_secret_key")?.map(Secret::new),
             session_timeout: Duration::from_secs(self.positive("session_timeout")?.unwrap_or(3600)),
             max_concurrent_tasks: self.positive("max_concurrent_tasks")?.unwrap_or(100),
+            max_pending_tasks: self.positive("max_pending_tasks")?.unwrap_or(10_000),
             heartbeat_interval: Duration::from_secs(
                 self.positive("websocket_heartbeat_interval")?.unwrap_or(30),
             ),

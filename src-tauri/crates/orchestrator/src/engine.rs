@@ -3,7 +3,7 @@
 //! recovery, agent control, statistics and analytics.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,11 @@ pub struct AgentBinding {
 pub struct OrchestratorConfig {
     /// Tasks running at once (`MAX_CONCURRENT_TASKS`); more wait in the priority queue.
     pub max_concurrent_tasks: usize,
+    /// Unfinished tasks (queued, awaiting approval, running) held at once
+    /// (`SUTAZAI_MAX_PENDING_TASKS`): beyond it a submission is refused with
+    /// [`OrchestratorError::Overloaded`], so a flood costs bounded memory and clients are
+    /// told to come back rather than left waiting on an ever-longer queue.
+    pub max_pending_tasks: usize,
     /// Provider agents use unless bound otherwise.
     pub default_provider: String,
     /// Model agents use unless bound otherwise (`SUTAZAI_MODEL`).
@@ -117,6 +122,7 @@ impl Default for OrchestratorConfig {
     fn default() -> Self {
         OrchestratorConfig {
             max_concurrent_tasks: 100,
+            max_pending_tasks: 10_000,
             default_provider: "ollama".into(),
             default_model: "llama3.2".into(),
             agent_bindings: HashMap::new(),
@@ -394,8 +400,19 @@ pub(crate) struct Inner {
     tracker: TaskTracker,
     started: Instant,
     submitted: AtomicU64,
+    /// Submissions between their admission check and their entry in `live`.
+    admitting: AtomicUsize,
     pub(crate) completed: AtomicU64,
     pub(crate) failed: AtomicU64,
+}
+
+/// A submission's place in the admission count (see `Inner::admit`).
+struct Admission<'a>(&'a AtomicUsize);
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The orchestrator. Cheap to clone; clones share everything.
@@ -491,6 +508,7 @@ impl Orchestrator {
             tracker: TaskTracker::new(),
             started: Instant::now(),
             submitted: AtomicU64::new(0),
+            admitting: AtomicUsize::new(0),
             completed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         });
@@ -526,6 +544,7 @@ impl Orchestrator {
             return Err(OrchestratorError::ShuttingDown);
         }
         let request = self.validate(request)?;
+        let _admitted = self.inner.admit()?;
         // Selecting now both validates the requirements and fixes the agents in the
         // journaled row; a task that then waits in the queue re-selects when it starts.
         let assigned_agents = crate::select::select(
@@ -1242,6 +1261,23 @@ impl Inner {
     pub(crate) fn emit(&self, event: Event) {
         // No subscriber is fine: events are live only.
         let _ = self.events.send(event);
+    }
+
+    /// Reserves room for one more unfinished task, or refuses when
+    /// `max_pending_tasks` are held; the reservation ends when the guard drops (the task
+    /// is in `live` by then, or was not accepted).
+    fn admit(&self) -> Result<Admission<'_>, OrchestratorError> {
+        let limit = self.config.max_pending_tasks;
+        let admitting = self.admitting.fetch_add(1, Ordering::AcqRel) + 1;
+        let admission = Admission(&self.admitting);
+        let held = self.live.lock().unwrap_or_else(|p| p.into_inner()).len();
+        if held + admitting > limit {
+            return Err(OrchestratorError::Overloaded {
+                pending: held,
+                limit,
+            });
+        }
+        Ok(admission)
     }
 
     fn insert_live(&self, task: Task, resumed: bool) {

@@ -56,6 +56,12 @@ pub enum OrchestratorError {
     /// The orchestrator is shutting down and accepts no new work.
     #[error("the orchestrator is shutting down")]
     ShuttingDown,
+    /// `max_pending_tasks` unfinished tasks are held: nothing was accepted; try later.
+    #[error(
+        "{pending} tasks are already waiting or running (the limit is {limit}, \
+         SUTAZAI_MAX_PENDING_TASKS): nothing was accepted; retry once some have finished"
+    )]
+    Overloaded { pending: usize, limit: usize },
 }
 
 impl OrchestratorError {
@@ -67,6 +73,7 @@ impl OrchestratorError {
             OrchestratorError::AgentsUnavailable(_) => "agents_unavailable",
             OrchestratorError::AgentNotFound(_) => "agent_not_found",
             OrchestratorError::TaskNotFound(_) => "task_not_found",
+            OrchestratorError::Overloaded { .. } => "queue_full",
             OrchestratorError::AgentConflict { .. } => "agent_conflict",
             OrchestratorError::AgentFile(_) => "agent_file_error",
             OrchestratorError::InvalidState { .. } => "invalid_state",

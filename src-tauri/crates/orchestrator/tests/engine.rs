@@ -17,7 +17,9 @@ use sutazai_llm::{
 };
 use sutazai_orchestrator::backoff::Backoff;
 use sutazai_orchestrator::breaker::BreakerConfig;
-use sutazai_orchestrator::{AgentAction, Orchestrator, OrchestratorConfig};
+use sutazai_orchestrator::{
+    AgentAction, Orchestrator, OrchestratorConfig, OrchestratorError, TaskFilter,
+};
 use sutazai_store::Journal;
 
 /// What a scripted call does.
@@ -517,5 +519,67 @@ async fn a_paused_orchestrator_queues_and_resumes() {
         TaskStatus::Completed
     );
     assert_eq!(p.calls.load(Ordering::SeqCst), 1);
+    o.shutdown().await;
+}
+
+#[tokio::test]
+async fn beyond_max_pending_tasks_submissions_are_refused_not_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Scripted::new([]);
+    let o = start(
+        dir.path(),
+        p.clone(),
+        OrchestratorConfig {
+            max_pending_tasks: 3,
+            ..config(1)
+        },
+    )
+    .await;
+    o.set_paused(true);
+    let mut held = Vec::new();
+    for i in 0..3 {
+        held.push(
+            o.submit(pipeline(&format!("t{i}"), &["code_generation"]))
+                .await
+                .unwrap(),
+        );
+    }
+    // Many at once: none slips past the limit.
+    let refused = futures::future::join_all(
+        (0..20).map(|i| o.submit(pipeline(&format!("over{i}"), &["code_generation"]))),
+    )
+    .await;
+    for answer in refused {
+        match answer {
+            Err(
+                e @ OrchestratorError::Overloaded {
+                    pending: 3,
+                    limit: 3,
+                },
+            ) => {
+                assert_eq!(e.code(), "queue_full");
+                assert!(e.to_string().contains("SUTAZAI_MAX_PENDING_TASKS"), "{e}");
+            }
+            other => panic!("expected Overloaded, got {other:?}"),
+        }
+    }
+    assert_eq!(o.stats().queued_tasks, 3);
+    assert_eq!(
+        o.tasks(TaskFilter::All, 100).await.unwrap().len(),
+        3,
+        "nothing refused was journaled"
+    );
+    // Room again once one finishes.
+    o.cancel(&held[0].id).await.unwrap();
+    o.submit(pipeline("after", &["code_generation"]))
+        .await
+        .unwrap();
+    o.set_paused(false);
+    for t in &held[1..] {
+        assert_eq!(
+            o.wait_for(&t.id).await.unwrap().status,
+            TaskStatus::Completed
+        );
+    }
     o.shutdown().await;
 }
