@@ -964,4 +964,43 @@ async fn a_non_loopback_bind_forces_auth_and_a_weak_secret_is_refused() {
     println!(
         "0.0.0.0 bind without ENABLE_AUTH: GET /agents → 401; jwt-secret and auth.sqlite3 are 0600"
     );
+
+    // Beyond loopback the default rate limit (200/s per client, bursts of 400) applies: a
+    // burst of 1,000 requests from one client is cut off with 429 and Retry-After.
+    let answers = futures::future::join_all((0..1000).map(|_| {
+        let client = client.clone();
+        let url = format!("{base}/health");
+        async move {
+            let r = client.get(url).send().await.expect("request");
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, retry, body)
+        }
+    }))
+    .await;
+    let ok = answers.iter().filter(|a| a.0 == 200).count();
+    let limited: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
+    assert_eq!(ok + limited.len(), 1000, "only 200 or 429");
+    assert!(ok >= 400, "the burst allowance is 400: {ok} passed");
+    assert!(
+        limited.len() >= 300,
+        "only {} of 1,000 were limited",
+        limited.len()
+    );
+    for (_, retry, body) in &limited {
+        assert_eq!(body["code"], "rate_limited");
+        assert!(
+            retry
+                .as_deref()
+                .is_some_and(|r| r.parse::<u64>().unwrap() >= 1)
+        );
+    }
+    println!(
+        "rate limit beyond loopback: 1,000 requests at once → {ok} answered, {} refused 429 rate_limited with Retry-After",
+        limited.len()
+    );
 }

@@ -25,7 +25,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery};
 
-/// Authentication and audit for one server.
+/// Authentication, audit and rate limiting for one server.
 #[derive(Debug, Clone)]
 pub struct Security {
     /// `None`: authentication is off.
@@ -33,6 +33,44 @@ pub struct Security {
     /// API keys (managed even while authentication is off, to prepare turning it on).
     pub credentials: Credentials,
     pub audit: AuditLog,
+    /// `None`: no rate limit.
+    pub rate_limit: Option<Arc<RateLimit>>,
+}
+
+/// Requests per second per client address (a GCRA bucket each, bursts of twice the rate),
+/// checked before anything else, so a flood — signed in or not — costs a lookup.
+#[derive(Debug)]
+pub struct RateLimit {
+    limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    per_second: u32,
+}
+
+impl RateLimit {
+    pub fn new(per_second: std::num::NonZeroU32) -> RateLimit {
+        let burst = per_second.saturating_mul(std::num::NonZeroU32::MIN.saturating_add(1));
+        RateLimit {
+            limiter: governor::RateLimiter::keyed(
+                governor::Quota::per_second(per_second).allow_burst(burst),
+            ),
+            per_second: per_second.get(),
+        }
+    }
+
+    /// `Err(seconds to wait)` when `client` is over its rate.
+    fn check(&self, client: std::net::IpAddr) -> Result<(), u64> {
+        use governor::clock::Clock as _;
+        self.limiter.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+
+    /// Forgets clients whose bucket is full again (call now and then: memory stays bounded
+    /// by the clients of the last moments).
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
 }
 
 /// What a route needs.
@@ -112,10 +150,29 @@ pub(crate) async fn guard(
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
     let path = request.uri().path().to_owned();
-    let peer = request
+    let peer_addr = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
+        .map(|c| c.0);
+    let peer = peer_addr.map(|a| a.to_string());
+    if let (Some(limit), Some(addr)) = (&security.rate_limit, peer_addr)
+        && let Err(wait) = limit.check(addr.ip())
+    {
+        let error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "more than {} requests per second from {}: slow down (SUTAZAI_RATE_LIMIT)",
+                limit.per_second,
+                addr.ip()
+            ),
+        )
+        .with_retry_after(wait.max(1));
+        // Not audited: a flood would otherwise become a flood of audit writes. The
+        // requests it lets through are.
+        tracing::debug!(client = %addr.ip(), "rate limited");
+        return error.into_response();
+    }
     let access = policy(&method, &route);
     let caller = match authorize(&security, access, &request) {
         Ok(caller) => caller,

@@ -278,10 +278,15 @@ pub fn open_security(settings: &Settings) -> anyhow::Result<sutazai_api::auth::S
     } else {
         None
     };
+    let rate_limit = settings.effective_rate_limit().map(|per_second| {
+        tracing::info!(per_second, "rate limit on (SUTAZAI_RATE_LIMIT)");
+        Arc::new(sutazai_api::auth::RateLimit::new(per_second))
+    });
     Ok(sutazai_api::auth::Security {
         auth,
         credentials,
         audit,
+        rate_limit,
     })
 }
 
@@ -509,6 +514,18 @@ async fn serve_bound(
             .clone()
             .watch(AUTH_SYNC_EVERY, infra_stop.clone().cancelled_owned()),
     );
+    if let Some(limit) = security.rate_limit.clone() {
+        let stop = infra_stop.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = every.tick() => limit.forget_idle(),
+                }
+            }
+        });
+    }
     let url = client_url(addr);
     tracing::info!("listening on http://{addr} (dashboard: {url}/)");
     if settings.ui_dir.is_none() {

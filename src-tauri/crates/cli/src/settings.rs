@@ -91,6 +91,7 @@ const KEYS: &[Key] = &[
     Key::new("session_timeout", "SESSION_TIMEOUT"),
     Key::new("max_concurrent_tasks", "MAX_CONCURRENT_TASKS"),
     Key::new("max_pending_tasks", "SUTAZAI_MAX_PENDING_TASKS"),
+    Key::new("rate_limit", "SUTAZAI_RATE_LIMIT"),
     Key::new(
         "websocket_heartbeat_interval",
         "WEBSOCKET_HEARTBEAT_INTERVAL",
@@ -444,6 +445,9 @@ pub struct Settings {
     /// `SUTAZAI_MAX_PENDING_TASKS` (≥ 1, default 10,000): unfinished tasks held at once;
     /// more are refused with 503 `queue_full` and `Retry-After` (backpressure).
     pub max_pending_tasks: usize,
+    /// `SUTAZAI_RATE_LIMIT`: requests per second per client address (bursts of twice
+    /// that); `0` is off. Default: off on loopback binds, 200 beyond loopback.
+    pub rate_limit: Option<u32>,
     /// `WEBSOCKET_HEARTBEAT_INTERVAL` (seconds, ≥ 1): how often `/ws` gets `system_status`.
     pub heartbeat_interval: Duration,
     /// `MESSAGE_RETENTION_HOURS`.
@@ -544,6 +548,12 @@ impl Settings {
     /// and containers on this machine).
     pub fn auth_required(&self) -> bool {
         self.enable_auth || !is_loopback_host(&self.host)
+    }
+
+    /// Requests per second per client the API allows; `None`: unlimited.
+    pub fn effective_rate_limit(&self) -> Option<std::num::NonZeroU32> {
+        let default = if is_loopback_host(&self.host) { 0 } else { 200 };
+        std::num::NonZeroU32::new(self.rate_limit.unwrap_or(default))
     }
 
     /// Where the journal lives.
@@ -830,6 +840,10 @@ impl Reader<'_> {
             session_timeout: Duration::from_secs(self.positive("session_timeout")?.unwrap_or(3600)),
             max_concurrent_tasks: self.positive("max_concurrent_tasks")?.unwrap_or(100),
             max_pending_tasks: self.positive("max_pending_tasks")?.unwrap_or(10_000),
+            rate_limit: self.parse_with("rate_limit", |s| {
+                s.parse::<u32>()
+                    .map_err(|e: std::num::ParseIntError| e.to_string())
+            })?,
             heartbeat_interval: Duration::from_secs(
                 self.positive("websocket_heartbeat_interval")?.unwrap_or(30),
             ),
