@@ -5,12 +5,13 @@
 //! Whatever the body, the answer must be 201 with a task id, or a 4xx whose body is
 //! `{code, message}`; never a 5xx, never a panic. The orchestrator is paused, so accepted
 //! tasks are journaled and queued but never run (no model is called); each is cancelled
-//! at once (and that must succeed).
+//! at once (and that must succeed). Every 20,000 accepted tasks the orchestrator and its
+//! journal start afresh, so a long run does not fill the disk.
 
 #![no_main]
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -23,51 +24,65 @@ use sutazai_orchestrator::{Orchestrator, OrchestratorConfig};
 use sutazai_store::Journal;
 use tower::ServiceExt;
 
+/// Accepted tasks after which the orchestrator and its journal are replaced by fresh ones:
+/// every accepted task stays in the journal, which would otherwise grow by gigabytes over
+/// a long run (about 6 KB per task).
+const ROTATE_AFTER: u32 = 20_000;
+
 struct World {
-    runtime: tokio::runtime::Runtime,
+    orchestrator: Orchestrator,
     router: axum::Router,
+    accepted: u32,
     _dir: tempfile::TempDir,
 }
 
-static WORLD: LazyLock<World> = LazyLock::new(|| {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a runtime");
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let router = runtime.block_on(async {
-        let journal = Journal::open(&dir.path().join("journal.sqlite3")).expect("a journal");
-        let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
-        providers.insert(
-            "ollama".into(),
-            Arc::new(InstantProvider::new("ok").with_id("ollama")),
-        );
-        let orchestrator = Orchestrator::start(
-            OrchestratorConfig::default(),
-            sutazai_agents::Registry::builtin(),
-            providers,
-            journal,
-            Bus::in_process(BusConfig::default()),
-        )
-        .await
-        .expect("an orchestrator");
-        orchestrator.set_paused(true);
-        sutazai_api::app(AppState::new(orchestrator, ApiConfig::default()))
-    });
-    World {
-        runtime,
-        router,
-        _dir: dir,
-    }
+        .expect("a runtime")
 });
 
+static WORLD: LazyLock<Mutex<World>> = LazyLock::new(|| Mutex::new(RUNTIME.block_on(fresh_world())));
+
+async fn fresh_world() -> World {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let journal = Journal::open(&dir.path().join("journal.sqlite3")).expect("a journal");
+    let mut providers: HashMap<String, Arc<dyn Provider>> = HashMap::new();
+    providers.insert(
+        "ollama".into(),
+        Arc::new(InstantProvider::new("ok").with_id("ollama")),
+    );
+    let orchestrator = Orchestrator::start(
+        OrchestratorConfig::default(),
+        sutazai_agents::Registry::builtin(),
+        providers,
+        journal,
+        Bus::in_process(BusConfig::default()),
+    )
+    .await
+    .expect("an orchestrator");
+    orchestrator.set_paused(true);
+    let router = sutazai_api::app(AppState::new(orchestrator.clone(), ApiConfig::default()));
+    World {
+        orchestrator,
+        router,
+        accepted: 0,
+        _dir: dir,
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
-    let world = &*WORLD;
+    let mut world = WORLD.lock().unwrap_or_else(|p| p.into_inner());
+    if world.accepted >= ROTATE_AFTER {
+        let old = std::mem::replace(&mut *world, RUNTIME.block_on(fresh_world()));
+        RUNTIME.block_on(old.orchestrator.shutdown());
+    }
     let request = Request::post("/tasks")
         .header("content-type", "application/json")
         .body(Body::from(data.to_vec()))
         .expect("a request");
-    let (status, body) = world.runtime.block_on(async {
+    let (status, body) = RUNTIME.block_on(async {
         let response = world
             .router
             .clone()
@@ -83,12 +98,13 @@ fuzz_target!(|data: &[u8]| {
     let json: Value = serde_json::from_slice(&body).expect("every answer is JSON");
     if status == StatusCode::CREATED {
         let id = json["task_id"].as_str().expect("201 with a task id");
+        world.accepted += 1;
         // Cancelled at once: a paused orchestrator keeps every accepted task in memory,
         // which over millions of inputs would be the harness's leak, not the parser's.
         let cancel = Request::delete(format!("/tasks/{id}"))
             .body(Body::empty())
             .expect("a request");
-        let cancelled = world.runtime.block_on(async {
+        let cancelled = RUNTIME.block_on(async {
             world
                 .router
                 .clone()

@@ -404,6 +404,7 @@ async fn blocking<T: Send + 'static>(
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
     /// An API key (`szk_…`).
+    #[schema(max_length = 4096)]
     pub api_key: String,
 }
 
@@ -411,6 +412,7 @@ pub struct SignIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Refresh {
+    #[schema(max_length = 4096)]
     pub refresh_token: String,
 }
 
@@ -420,6 +422,7 @@ pub struct Refresh {
 pub struct Revoke {
     /// Another token to revoke with the caller's own (typically the refresh token).
     #[serde(default)]
+    #[schema(max_length = 4096)]
     pub token: Option<String>,
 }
 
@@ -456,7 +459,7 @@ impl From<sutazai_auth::TokenPair> for TokenAnswer {
 const MAX_TOKEN_CHARS: usize = 4096;
 
 fn check_len(field: &'static str, value: &str) -> Result<(), ApiError> {
-    if value.len() > MAX_TOKEN_CHARS {
+    if value.chars().count() > MAX_TOKEN_CHARS {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",
@@ -505,25 +508,19 @@ pub(crate) async fn refresh(
 }
 
 /// `POST /auth/revoke`: revokes the caller's access token (sign-out) and `token` when
-/// given. Answers how many were newly revoked.
-#[utoipa::path(post, path = "/auth/revoke", request_body = Revoke,
+/// given. Answers how many were newly revoked. The body is optional.
+#[utoipa::path(post, path = "/auth/revoke", request_body(content = Option<Revoke>, description = "Optional: a bare POST signs the caller out"),
     responses((status = 200, description = "`{revoked: n}`"), (status = 401, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     axum::Extension(caller): axum::Extension<Caller>,
     body: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    // The body is optional: a bare POST signs the caller out.
+    // The body is optional: a bare POST (or `null`) signs the caller out.
     let body: Revoke = if body.iter().all(u8::is_ascii_whitespace) {
         Revoke::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_request",
-                format!("invalid body: {e}"),
-            )
-        })?
+        crate::extract::from_slice::<Option<Revoke>>(&body)?.unwrap_or_default()
     };
     if let Some(token) = &body.token {
         check_len("token", token)?;
@@ -578,10 +575,17 @@ pub(crate) async fn whoami(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
-    /// 1–64 characters: letters, digits, `-`, `_`, `.`, spaces; unique among active keys.
+    /// 1–64 characters: ASCII letters, digits, `-`, `_`, `.`, spaces (surrounding spaces
+    /// are trimmed); unique among active keys.
+    #[schema(pattern = r"^[A-Za-z0-9._-]([A-Za-z0-9._ -]{0,62}[A-Za-z0-9._-])?$")]
     pub name: String,
     /// `admin`, `operator` or `viewer`.
+    #[schema(schema_with = role_schema)]
     pub role: String,
+}
+
+fn role_schema() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(&Role::ALL.map(Role::as_str))
 }
 
 /// `GET /auth/keys`: every API key (never its secret), newest first.
@@ -630,34 +634,38 @@ pub(crate) async fn revoke_key(
 
 /// Query of `GET /audit`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Entries with a smaller `seq` (the previous page's `next_before`).
+    #[param(minimum = 1)]
     pub before: Option<i64>,
     /// 1–1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
 /// `GET /audit`: the audit log, newest first.
 #[utoipa::path(get, path = "/audit", params(AuditQuery),
-    responses((status = 200, description = "`{entries: [{seq, at, actor, role, method, path, status, peer, outcome, detail, hash}], next_before}`"), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "`{entries: [{seq, at, actor, role, method, path, status, peer, outcome, detail, hash}], next_before}`"), (status = 400, body = crate::error::ErrorBody), (status = 401, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody)))]
 pub(crate) async fn audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<sutazai_auth::AuditPage>, ApiError> {
     let limit = query.limit.unwrap_or(100);
+    // 400 `invalid_query`, as every list's out-of-range parameters.
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            "invalid `limit`: from 1 to 1000",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit must be between 1 and 1000, got {limit}"),
         ));
     }
-    if query.before.is_some_and(|b| b < 1) {
+    if let Some(before) = query.before.filter(|b| *b < 1) {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_request",
-            "invalid `before`: a sequence number, 1 or more",
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("before must be a sequence number, 1 or more, got {before}"),
         ));
     }
     let security = security(&state)?;

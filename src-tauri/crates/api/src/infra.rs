@@ -122,9 +122,14 @@ pub(crate) async fn deploy_all(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServiceControl {
     /// `start`, `stop`, `restart`, `scale` or `remove`.
+    #[schema(schema_with = service_action)]
     action: String,
     /// Replicas, for `scale` (required) and `start` (optional).
     instances: Option<u32>,
+}
+
+fn service_action() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(&["start", "stop", "restart", "scale", "remove"])
 }
 
 pub(crate) fn parse_action(action: &str) -> Result<Action, ApiError> {
@@ -173,18 +178,32 @@ pub(crate) async fn control_service(
 
 /// Options of the logs route.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct LogsQuery {
     /// Last lines to return (default 100, at most 10000).
+    #[param(minimum = 0, maximum = 10_000)]
     tail: Option<usize>,
     /// Keep the response open and stream new lines (NDJSON) as they come.
     follow: Option<bool>,
+}
+
+/// Answer of the logs route without `follow`.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(crate) struct Logs {
+    /// The lines, oldest first.
+    lines: Vec<LogLine>,
 }
 
 /// `GET /infrastructure/services/{name}/logs`: a service's (or one container's) log lines.
 /// Without `follow`: `{"lines": [...]}`; with `follow=true`: one JSON line per log line
 /// (`application/x-ndjson`) until the client leaves.
 #[utoipa::path(get, path = "/infrastructure/services/{name}/logs", params(LogsQuery),
-    responses((status = 200, body = [LogLine]), (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+    responses(
+        (status = 200, description = "The lines (`{\"lines\": [...]}`), or with `follow=true` one line per log line", content(
+            (Logs = "application/json"),
+            (LogLine = "application/x-ndjson"))),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -208,11 +227,12 @@ pub(crate) async fn logs(
     while let Some(line) = lines.next().await {
         out.push(line?);
     }
-    Ok(Json(json!({ "lines": out })).into_response())
+    Ok(Json(Logs { lines: out }).into_response())
 }
 
 /// Options of the stats route.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StatsQuery {
     /// Keep the response open with a sample a second (NDJSON) until the client leaves.
     stream: Option<bool>,
@@ -221,7 +241,13 @@ pub(crate) struct StatsQuery {
 /// `GET /infrastructure/containers/{name}/stats`: CPU %, memory, network and block I/O —
 /// one sample, or with `stream=true` one JSON line a second (`application/x-ndjson`).
 #[utoipa::path(get, path = "/infrastructure/containers/{name}/stats", params(StatsQuery),
-    responses((status = 200, body = StatsSample), (status = 404, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+    responses(
+        (status = 200, description = "One sample, or with `stream=true` one line a second", content(
+            (StatsSample = "application/json"),
+            (StatsSample = "application/x-ndjson"))),
+        (status = 404, body = crate::error::ErrorBody),
+        (status = 502, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -246,7 +272,9 @@ pub(crate) async fn stats(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PullRequest {
-    /// Image reference (`redis:7-alpine`, `127.0.0.1:5000/team/worker:1`).
+    /// Image reference (`redis:7-alpine`, `127.0.0.1:5000/team/worker:1`): at most 512
+    /// characters, no spaces (surrounding ones are trimmed).
+    #[schema(pattern = r"^\s*\S{1,512}\s*$")]
     image: String,
 }
 
@@ -254,13 +282,16 @@ pub(crate) struct PullRequest {
 /// JSON lines (`application/x-ndjson`); the last line is `{"status": "done"}` or
 /// `{"error": {code, message}}`.
 #[utoipa::path(post, path = "/infrastructure/images/pull", request_body = PullRequest,
-    responses((status = 200, description = "NDJSON of PullProgress, then a final line"), (status = 503, body = crate::error::ErrorBody)))]
+    responses(
+        (status = 200, description = "PullProgress lines, then a final line", content_type = "application/x-ndjson"),
+        (status = 422, body = crate::error::ErrorBody),
+        (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn pull(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PullRequest>,
 ) -> Result<Response, ApiError> {
     let image = body.image.trim().to_owned();
-    if image.is_empty() || image.len() > 512 || image.chars().any(char::is_whitespace) {
+    if image.is_empty() || image.chars().count() > 512 || image.chars().any(char::is_whitespace) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_request",

@@ -32,8 +32,10 @@ const DEFAULT_DEAD_LETTER_LIMIT: usize = 100;
 
 /// `?sender_id=` of the message routes.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SenderQuery {
     /// Who sends (default `api`). Each sender has its own rate limit.
+    #[param(pattern = r"^[A-Za-z0-9._:/-]{1,256}$")]
     sender_id: Option<String>,
 }
 
@@ -41,7 +43,8 @@ pub(crate) struct SenderQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SendRequest {
-    /// Recipient agent (point-to-point, request-response).
+    /// Recipient agent (required for point-to-point and request-response).
+    #[schema(pattern = r"^[A-Za-z0-9._:/-]{1,256}$")]
     recipient_id: Option<String>,
     /// What the message is about.
     message_type: MessageType,
@@ -50,7 +53,8 @@ pub(crate) struct SendRequest {
     /// Delivery priority.
     #[serde(default)]
     priority: Priority,
-    /// Topic for pub-sub.
+    /// Topic for pub-sub (required there): dot-separated segments.
+    #[schema(pattern = r"^[A-Za-z0-9_:/-]+(\.[A-Za-z0-9_:/-]+)*$", max_length = 256)]
     topic: Option<String>,
     /// Content.
     #[serde(default)]
@@ -212,12 +216,21 @@ pub(crate) async fn broadcast_message(
 
 /// Filters of `GET /messages/dead-letters`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeadLetterParams {
     /// Only this reason: expired, max_attempts, rate_limited, bad_signature, unsigned,
-    /// decrypt_failed, decompress_failed or malformed.
+    /// decrypt_failed, decompress_failed or malformed (`all` or empty: every reason).
+    #[param(schema_with = reason_filter)]
     reason: Option<String>,
     /// At most this many, newest first (1 to 1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+}
+
+fn reason_filter() -> utoipa::openapi::Object {
+    let mut values = vec!["", "all"];
+    values.extend(DeadReason::ALL.iter().map(|r| r.as_str()));
+    crate::openapi::string_enum(&values)
 }
 
 /// Answer of `GET /messages/dead-letters`.

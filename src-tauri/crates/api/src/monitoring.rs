@@ -8,12 +8,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use sutazai_monitor::{
     AlertError, AlertRecord, HostSnapshot, Monitor, Rule, SeriesAnswer, SeriesInfo, SeriesQuery,
 };
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -44,23 +44,40 @@ fn monitor(state: &AppState) -> Result<&Monitor, ApiError> {
 
 /// Filters of `GET /alerts`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AlertQuery {
     /// `firing` or `resolved`.
+    #[param(schema_with = alert_status_filter)]
     status: Option<String>,
     /// Only alerts with a smaller id (the next page: the last id of this one).
-    before: Option<u64>,
+    #[param(minimum = 0)]
+    before: Option<i64>,
     /// At most this many (1 to 1000; 1000 by default).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+}
+
+fn alert_status_filter() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(&["firing", "resolved"])
+}
+
+/// Answer of `GET /alerts`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AlertList {
+    /// The alerts, newest first.
+    alerts: Vec<AlertRecord>,
+    /// The rules in use.
+    rules: Vec<Rule>,
 }
 
 /// `GET /alerts`: the stored alert history newest first (firing and resolved), with the
 /// rules in use.
 #[utoipa::path(get, path = "/alerts", params(AlertQuery),
-    responses((status = 200, body = [AlertRecord]), (status = 400, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = AlertList), (status = 400, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn list_alerts(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AlertQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertList>, ApiError> {
     let monitor = monitor(&state)?;
     if let Some(status) = query.status.as_deref()
         && status != "firing"
@@ -80,10 +97,25 @@ pub(crate) async fn list_alerts(
             format!("limit {limit} is not between 1 and 1000"),
         ));
     }
+    // Alert ids are SQLite row ids: they fit an i64.
+    let before = match query.before.map(u64::try_from) {
+        None => None,
+        Some(Ok(before)) => Some(before),
+        Some(Err(_)) => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "before must be 0 or more",
+            ));
+        }
+    };
     let alerts: Vec<AlertRecord> = monitor
-        .alert_history(query.status.clone(), query.before, limit)
+        .alert_history(query.status.clone(), before, limit)
         .await?;
-    Ok(Json(json!({ "alerts": alerts, "rules": monitor.rules() })))
+    Ok(Json(AlertList {
+        alerts,
+        rules: monitor.rules(),
+    }))
 }
 
 /// `POST /alerts/{id}/acknowledge`.
@@ -104,14 +136,22 @@ pub(crate) async fn acknowledge_alert(
 }
 
 /// `PUT /alerts/rules/{id}`: changes a rule (threshold, duration, cooldown, severity, on
-/// or off); its alerts' state starts over.
+/// or off); its alerts' state starts over. The body's `id` may be left out; when given it
+/// must be the path's. (The document describes the body as `RuleUpdate`: `Rule` with `id`
+/// optional.)
 #[utoipa::path(put, path = "/alerts/rules/{id}", request_body = Rule,
-    responses((status = 200, body = Rule), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = Rule), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn set_rule(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    ApiJson(rule): ApiJson<Rule>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<Rule>, ApiError> {
+    let monitor = monitor(&state)?;
+    // No rule at this path: 404, whatever the body says.
+    if !monitor.rules().iter().any(|r| r.id == id) {
+        return Err(AlertError::UnknownRule(id).into());
+    }
+    let rule: Rule = crate::extract::from_value(crate::routes::with_path_id(body, &id))?;
     if rule.id != id {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -119,24 +159,35 @@ pub(crate) async fn set_rule(
             format!("the body's id {:?} is not the path's {id:?}", rule.id),
         ));
     }
-    Ok(Json(monitor(&state)?.set_rule(rule)?))
+    Ok(Json(monitor.set_rule(rule)?))
 }
 
 /// Parameters of `GET /monitoring/host`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HostParams {
     /// ISO 8601: only samples taken after this go into `history` (a live graph asks for
     /// what it has not got yet instead of the whole hour).
+    #[param(schema_with = crate::openapi::date_time)]
     since: Option<String>,
+}
+
+/// Answer of `GET /monitoring/host`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HostAnswer<'a> {
+    /// The latest sample; `null` before the first.
+    latest: Option<&'a HostSnapshot>,
+    /// The recent samples (after `since`), oldest first.
+    history: Vec<&'a HostSnapshot>,
 }
 
 /// `GET /monitoring/host`: the latest host sample and the recent ones (for graphs).
 #[utoipa::path(get, path = "/monitoring/host", params(HostParams),
-    responses((status = 200, body = HostSnapshot), (status = 400, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = HostAnswer), (status = 400, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn host(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<HostParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let monitor = monitor(&state)?;
     let since = crate::routes::parse_date("since", params.since.as_deref())?;
     let recent = monitor.host_history();
@@ -145,25 +196,32 @@ pub(crate) async fn host(
         .map(AsRef::as_ref)
         .filter(|s| since.is_none_or(|t| s.at > t))
         .collect();
-    Ok(Json(json!({
-        "latest": monitor.host().as_deref(),
-        "history": history,
-    })))
+    let latest = monitor.host();
+    Ok(Json(HostAnswer {
+        latest: latest.as_deref(),
+        history,
+    })
+    .into_response())
 }
 
 /// Parameters of `GET /monitoring/series`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SeriesParams {
     /// The metric (`cpu_percent`, `agent_success_rate`, …; see `/monitoring/series/catalogue`).
+    #[param(min_length = 1, max_length = 128)]
     metric: String,
     /// One subject (`host`, an agent id, a mount point, `gpu0`); every one when left out.
     subject: Option<String>,
-    /// ISO 8601 (an hour before `end` by default).
+    /// ISO 8601 (an hour before `end` by default); before `end`.
+    #[param(schema_with = crate::openapi::date_time)]
     start: Option<String>,
     /// ISO 8601 (now by default).
+    #[param(schema_with = crate::openapi::date_time)]
     end: Option<String>,
-    /// Seconds per point, at least 10 (by default the smallest of 10 s, 30 s, 1 min, 5 min,
-    /// 15 min, 1 h, 6 h, 1 day giving at most 500 points).
+    /// Seconds per point, 10 to 2592000, at most 500 points over the range (by default the
+    /// smallest of 10 s, 30 s, 1 min, 5 min, 15 min, 1 h, 6 h, 1 day giving at most 500).
+    #[param(minimum = 10, maximum = 2_592_000)]
     step: Option<i64>,
 }
 
@@ -179,7 +237,7 @@ pub(crate) async fn series(
     ApiQuery(params): ApiQuery<SeriesParams>,
 ) -> Result<Json<SeriesAnswer>, ApiError> {
     let monitor = monitor(&state)?;
-    if params.metric.is_empty() || params.metric.len() > 128 {
+    if params.metric.is_empty() || params.metric.chars().count() > 128 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",

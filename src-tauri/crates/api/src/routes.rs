@@ -85,36 +85,66 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// Answer of `POST /orchestration/pause` and `/orchestration/resume`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Paused {
+    /// Whether orchestration is paused now.
+    paused: bool,
+    /// Whether it was paused before.
+    was_paused: bool,
+}
+
 /// `POST /orchestration/pause`: queued tasks wait (submissions are still accepted and
 /// journaled; running tasks go on) until `POST /orchestration/resume`.
-#[utoipa::path(post, path = "/orchestration/pause", responses((status = 200, description = "`{\"paused\": true, \"was_paused\": bool}`")))]
-pub(crate) async fn pause(State(state): State<AppState>) -> Json<Value> {
-    let was = state.orchestrator.set_paused(true);
-    Json(json!({"paused": true, "was_paused": was}))
+#[utoipa::path(post, path = "/orchestration/pause", responses((status = 200, body = Paused)))]
+pub(crate) async fn pause(State(state): State<AppState>) -> Json<Paused> {
+    let was_paused = state.orchestrator.set_paused(true);
+    Json(Paused {
+        paused: true,
+        was_paused,
+    })
 }
 
 /// `POST /orchestration/resume`.
-#[utoipa::path(post, path = "/orchestration/resume", responses((status = 200, description = "`{\"paused\": false, \"was_paused\": bool}`")))]
-pub(crate) async fn resume(State(state): State<AppState>) -> Json<Value> {
-    let was = state.orchestrator.set_paused(false);
-    Json(json!({"paused": false, "was_paused": was}))
+#[utoipa::path(post, path = "/orchestration/resume", responses((status = 200, body = Paused)))]
+pub(crate) async fn resume(State(state): State<AppState>) -> Json<Paused> {
+    let was_paused = state.orchestrator.set_paused(false);
+    Json(Paused {
+        paused: false,
+        was_paused,
+    })
 }
 
 /// Filters for `GET /agents`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AgentQuery {
-    /// `healthy`, `degraded` or `stopped`.
+    /// `healthy`, `degraded` or `stopped` (`all` or empty: every agent).
+    #[param(schema_with = agent_status_filter)]
     status: Option<String>,
     /// Only agents with this capability.
     capability: Option<String>,
 }
 
+fn agent_status_filter() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(&["", "all", "healthy", "degraded", "stopped"])
+}
+
+/// Answer of `GET /agents`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AgentList {
+    /// The agents.
+    agents: Vec<AgentInfo>,
+    /// How many are listed.
+    total: usize,
+}
+
 /// `GET /agents`.
-#[utoipa::path(get, path = "/agents", params(AgentQuery), responses((status = 200, description = "Agents")))]
+#[utoipa::path(get, path = "/agents", params(AgentQuery), responses((status = 200, body = AgentList)))]
 pub(crate) async fn list_agents(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AgentQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AgentList>, ApiError> {
     let status = match query.status.as_deref() {
         None | Some("") | Some("all") => None,
         Some("healthy") => Some(AgentState::Healthy),
@@ -140,7 +170,10 @@ pub(crate) async fn list_agents(
                 .is_none_or(|c| a.capabilities.iter().any(|x| x == c))
         })
         .collect();
-    Ok(Json(json!({"agents": agents, "total": agents.len()})))
+    Ok(Json(AgentList {
+        total: agents.len(),
+        agents,
+    }))
 }
 
 /// `GET /agents/{agent_id}`.
@@ -168,14 +201,16 @@ pub(crate) async fn create_agent(
 }
 
 /// `PUT /agents/{agent_id}`: adds or redefines an agent (a built-in one included, which a
-/// user file then overrides); 201 when new, 200 when replaced. The body's `id` must be
-/// the path's.
+/// user file then overrides); 201 when new, 200 when replaced. The body's `id` may be
+/// left out; when given it must be the path's. (The document describes the body as
+/// `AgentSpecUpdate`: `AgentSpec` with `id` optional.)
 #[utoipa::path(put, path = "/agents/{agent_id}", request_body = AgentSpec, responses((status = 200, body = AgentInfo), (status = 201, body = AgentInfo), (status = 422, body = crate::error::ErrorBody)))]
 pub(crate) async fn put_agent(
     State(state): State<AppState>,
     Path(agent_id): Path<String>,
-    ApiJson(spec): ApiJson<AgentSpec>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<(StatusCode, Json<AgentInfo>), ApiError> {
+    let spec: AgentSpec = crate::extract::from_value(with_path_id(body, &agent_id))?;
     if spec.id != agent_id {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -196,6 +231,17 @@ pub(crate) async fn put_agent(
         StatusCode::OK
     };
     Ok((status, Json(info)))
+}
+
+/// A body object with `id` set to the path's when it has none (a body that is no object
+/// is left as it is, for the type error).
+pub(crate) fn with_path_id(mut body: Value, id: &str) -> Value {
+    if let Some(fields) = body.as_object_mut() {
+        fields
+            .entry("id")
+            .or_insert_with(|| Value::String(id.to_owned()));
+    }
+    body
 }
 
 /// `DELETE /agents/{agent_id}`: deletes a user agent's file; a built-in it overrode comes
@@ -223,18 +269,40 @@ pub(crate) async fn agent_definition(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ControlRequest {
     /// `start`, `stop`, `restart` or `scale`.
+    #[schema(schema_with = agent_action)]
     action: String,
-    /// For `scale`: how many steps the agent may run at once.
+    /// For `scale` (required there, 1 to 256): how many steps the agent may run at once.
     instances: Option<u32>,
 }
 
+fn agent_action() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(&["start", "stop", "restart", "scale"])
+}
+
+/// Answer of `POST /agents/{agent_id}/control`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Controlled {
+    /// The agent's id.
+    agent_id: String,
+    /// The action applied.
+    action: String,
+    /// Its state now.
+    status: AgentState,
+    /// The agent now.
+    agent: AgentInfo,
+    /// Its worker containers' status after the same action, or `{"error": {code,
+    /// message}}` when Docker could not apply it; `null` when it has none (or this process
+    /// does not manage Docker).
+    workers: Value,
+}
+
 /// `POST /agents/{agent_id}/control`.
-#[utoipa::path(post, path = "/agents/{agent_id}/control", request_body = ControlRequest, responses((status = 200, body = AgentInfo)))]
+#[utoipa::path(post, path = "/agents/{agent_id}/control", request_body = ControlRequest, responses((status = 200, body = Controlled), (status = 404, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub(crate) async fn control_agent(
     State(state): State<AppState>,
     Path(agent_id): Path<String>,
     ApiJson(body): ApiJson<ControlRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Controlled>, ApiError> {
     let action = match body.action.as_str() {
         "start" => AgentAction::Start,
         "stop" => AgentAction::Stop,
@@ -270,13 +338,13 @@ pub(crate) async fn control_agent(
     }
     let agent = state.orchestrator.control_agent(&agent_id, action)?;
     let workers = agent_workers(&state, &agent.id, &body.action, body.instances).await;
-    Ok(Json(json!({
-        "agent_id": agent.id,
-        "action": body.action,
-        "status": agent.status,
-        "agent": agent,
-        "workers": workers,
-    })))
+    Ok(Json(Controlled {
+        agent_id: agent.id.clone(),
+        action: body.action,
+        status: agent.status,
+        agent,
+        workers,
+    }))
 }
 
 /// The agent's worker containers (service `worker-{agent}`, each running `sutazai worker
@@ -344,19 +412,45 @@ pub(crate) async fn submit_task(
 
 /// Filters for `GET /tasks`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct TaskQuery {
-    /// A status, or `active` for every unfinished task.
+    /// A status, or `active` for every unfinished task (`all` or empty: every task).
+    #[param(schema_with = task_status_filter)]
     status: Option<String>,
     /// At most this many (default 50, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+fn task_status_filter() -> utoipa::openapi::Object {
+    crate::openapi::string_enum(&[
+        "",
+        "all",
+        "active",
+        "queued",
+        "awaiting_approval",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+    ])
+}
+
+/// Answer of `GET /tasks`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TaskList {
+    /// The tasks, newest first.
+    tasks: Vec<sutazai_core::Task>,
+    /// How many are listed.
+    total: usize,
+}
+
 /// `GET /tasks`.
-#[utoipa::path(get, path = "/tasks", params(TaskQuery), responses((status = 200, description = "Tasks, newest first")))]
+#[utoipa::path(get, path = "/tasks", params(TaskQuery), responses((status = 200, body = TaskList, description = "Tasks, newest first")))]
 pub(crate) async fn list_tasks(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<TaskQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TaskList>, ApiError> {
     let filter = match query.status.as_deref() {
         None | Some("") | Some("all") => TaskFilter::All,
         Some("active") => TaskFilter::Active,
@@ -379,7 +473,10 @@ pub(crate) async fn list_tasks(
         ));
     }
     let tasks = state.orchestrator.tasks(filter, limit).await?;
-    Ok(Json(json!({"tasks": tasks, "total": tasks.len()})))
+    Ok(Json(TaskList {
+        total: tasks.len(),
+        tasks,
+    }))
 }
 
 /// `GET /tasks/{task_id}`.
@@ -391,16 +488,29 @@ pub(crate) async fn get_task(
     Ok(Json(state.orchestrator.task_detail(&task_id).await?))
 }
 
+/// Answer of `DELETE /tasks/{task_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Cancelled {
+    /// The task's id.
+    task_id: String,
+    /// `cancelled`.
+    status: TaskStatus,
+    /// The cancelled task.
+    task: sutazai_core::Task,
+}
+
 /// `DELETE /tasks/{task_id}`.
-#[utoipa::path(delete, path = "/tasks/{task_id}", responses((status = 200, description = "The cancelled task"), (status = 409, body = crate::error::ErrorBody)))]
+#[utoipa::path(delete, path = "/tasks/{task_id}", responses((status = 200, body = Cancelled, description = "The cancelled task"), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub(crate) async fn cancel_task(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Cancelled>, ApiError> {
     let task = state.orchestrator.cancel(&task_id).await?;
-    Ok(Json(
-        json!({"task_id": task.id, "status": task.status, "task": task}),
-    ))
+    Ok(Json(Cancelled {
+        task_id: task.id.clone(),
+        status: task.status,
+        task,
+    }))
 }
 
 /// Body of `POST /tasks/{task_id}/approve`.
@@ -414,32 +524,49 @@ pub(crate) struct ApproveRequest {
     approved_by: Option<String>,
 }
 
+/// Answer of `POST /tasks/{task_id}/approve`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Approved {
+    /// The task's id.
+    task_id: String,
+    /// `queued` once every approval is given, else `awaiting_approval`.
+    status: TaskStatus,
+    /// Approvals it still waits for.
+    pending_approvals: Vec<String>,
+    /// Approvals given so far.
+    approvals: Vec<sutazai_core::Approval>,
+}
+
 /// `POST /tasks/{task_id}/approve`.
-#[utoipa::path(post, path = "/tasks/{task_id}/approve", request_body = ApproveRequest, responses((status = 200, description = "The task after the approval")))]
+#[utoipa::path(post, path = "/tasks/{task_id}/approve", request_body = ApproveRequest, responses((status = 200, body = Approved, description = "The task after the approval"), (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
 pub(crate) async fn approve_task(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
     ApiJson(body): ApiJson<ApproveRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Approved>, ApiError> {
     let by = body.approved_by.unwrap_or_else(|| "api".to_owned());
     let task = state
         .orchestrator
         .approve(&task_id, &body.approval, &by)
         .await?;
-    Ok(Json(json!({
-        "task_id": task.id,
-        "status": task.status,
-        "pending_approvals": task.pending_approvals(),
-        "approvals": task.approvals,
-    })))
+    Ok(Json(Approved {
+        pending_approvals: task.pending_approvals(),
+        task_id: task.id,
+        status: task.status,
+        approvals: task.approvals,
+    }))
 }
 
 /// Window of `GET /analytics/performance`.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AnalyticsQuery {
-    /// ISO 8601; without an offset it is the server's local time (Python's `isoformat()`).
+    /// ISO 8601 (RFC 3339); also accepted without an offset, as the server's local time
+    /// (Python's `isoformat()`).
+    #[param(schema_with = crate::openapi::date_time)]
     start_date: Option<String>,
-    /// ISO 8601, as `start_date`.
+    /// ISO 8601, as `start_date`; after `start_date`.
+    #[param(schema_with = crate::openapi::date_time)]
     end_date: Option<String>,
 }
 

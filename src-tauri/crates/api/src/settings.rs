@@ -28,13 +28,35 @@ pub struct SettingsBody {
     pub providers: BTreeMap<String, String>,
     /// SMTP URL for alert email (`smtp://user:pass@host:587?tls=required`); `""` switches
     /// email off.
+    #[schema(max_length = 2048)]
     pub alert_smtp_url: Option<String>,
     /// Sender of alert email; `""` removes it.
+    #[schema(max_length = 2048)]
     pub alert_email_from: Option<String>,
     /// Recipients of alert email; `[]` removes them.
+    #[schema(schema_with = recipients)]
     pub alert_email_to: Option<Vec<String>>,
     /// Slack incoming webhook URL; `""` switches Slack off.
+    #[schema(max_length = 2048)]
     pub alert_slack_webhook: Option<String>,
+}
+
+fn recipients() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"\S"))
+                .max_length(Some(320)),
+        )
+        .max_items(Some(50))
+        .description(Some(
+            "Recipients of alert email (at most 50, each 1 to 320 characters, not blank); `[]` \
+             removes them.",
+        ))
+        .build()
 }
 
 /// Most provider URLs one edit changes.

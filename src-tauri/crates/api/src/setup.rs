@@ -102,7 +102,9 @@ pub(crate) async fn doctor(State(state): State<AppState>) -> Result<Json<Value>,
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PullModel {
-    /// The model (`llama3.2`, `qwen2.5:7b`); the configured default when left out.
+    /// The model (`llama3.2`, `qwen2.5:7b`: letters, digits and `. _ : / -`, at most 200);
+    /// the configured default when left out.
+    #[schema(pattern = r"^[A-Za-z0-9._:/-]{1,200}$")]
     model: Option<String>,
 }
 
@@ -119,7 +121,7 @@ fn valid_model(name: &str) -> bool {
 /// `/api/pull`), answering one JSON line per progress report (`{status, total?,
 /// completed?}`), then `{"status": "success"}` or `{"error": {code, message}}`.
 #[utoipa::path(post, path = "/models/pull", request_body = PullModel,
-    responses((status = 200, description = "NDJSON progress"), (status = 422, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
+    responses((status = 200, description = "Progress lines (`{status, total?, completed?}`), then a final line", content_type = "application/x-ndjson", body = Value), (status = 422, body = crate::error::ErrorBody), (status = 503, body = crate::error::ErrorBody)))]
 pub(crate) async fn pull_model(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<PullModel>,

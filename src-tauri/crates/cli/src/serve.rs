@@ -364,7 +364,8 @@ async fn serve_bound(
         }
     };
     // Switchable, so the dashboard's settings can move an endpoint while the app runs.
-    let (switchable_providers, providers) = crate::settings_admin::switchable(providers);
+    let (switchable_providers, mut providers) = crate::settings_admin::switchable(providers);
+    with_fallbacks(&settings, &switchable_providers, &mut providers);
     let channels = match crate::observe::alert_channels(&settings)
         .and_then(|c| sutazai_monitor::LiveChannels::new(&c).context("setting up alert delivery"))
     {
@@ -673,6 +674,33 @@ pub fn build_providers(settings: &Settings) -> anyhow::Result<HashMap<String, Ar
         .iter()
         .map(|(name, p)| Ok((name.clone(), build_provider(name, p, provider_options(p))?)))
         .collect()
+}
+
+/// Puts a breaker with fallback in front of each provider that names a `fallback`. Both
+/// ends are the switchable clients, so settings edits still reach them and fallbacks do
+/// not chain.
+fn with_fallbacks(
+    settings: &Settings,
+    switchable: &HashMap<String, Arc<sutazai_llm::Switchable>>,
+    providers: &mut HashMap<String, Arc<dyn Provider>>,
+) {
+    for (name, p) in &settings.providers {
+        let Some(fallback) = &p.fallback else {
+            continue;
+        };
+        let (Some(primary), Some(backup)) = (switchable.get(name), switchable.get(fallback)) else {
+            continue;
+        };
+        tracing::info!(provider = %name, %fallback, "provider fallback on");
+        providers.insert(
+            name.clone(),
+            Arc::new(sutazai_llm::Failover::new(
+                Arc::clone(primary) as Arc<dyn Provider>,
+                Arc::clone(backup) as Arc<dyn Provider>,
+                sutazai_llm::FailoverConfig::default(),
+            )),
+        );
+    }
 }
 
 /// The time limits of a provider: the defaults, with its configured request timeout.

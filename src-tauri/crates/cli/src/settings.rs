@@ -27,6 +27,7 @@
 //! base_url = "http://127.0.0.1:8001/v1"
 //! api_key_env = "VLLM_API_KEY"       # the key itself stays out of the file
 //! timeout_secs = 900
+//! fallback = "ollama"                # answers (same model family) when this one fails
 //!
 //! [agents.senior-ai-engineer]        # per-agent provider/model binding
 //! provider = "vllm"
@@ -383,6 +384,9 @@ pub struct ProviderSettings {
     pub api_key_env: Option<String>,
     /// Whole-request limit (`timeout_secs`); `None` keeps the provider's default.
     pub timeout: Option<Duration>,
+    /// Another provider that answers, with a model of the same family, when this one fails
+    /// (unreachable, timing out, 5xx) or its breaker is open (`fallback`).
+    pub fallback: Option<String>,
 }
 
 /// A per-agent override of provider and model (`[agents.<id>]`).
@@ -699,6 +703,8 @@ struct ProviderFile {
     api_key_env: Option<String>,
     #[serde(default)]
     timeout_secs: Option<u64>,
+    #[serde(default)]
+    fallback: Option<String>,
 }
 
 /// The raw `[agents.<id>]` table.
@@ -1161,6 +1167,7 @@ impl Reader<'_> {
                     api_key,
                     api_key_env: p.api_key_env,
                     timeout: p.timeout_secs.map(Duration::from_secs),
+                    fallback: p.fallback.map(|f| f.trim().to_owned()),
                 },
             );
         }
@@ -1172,7 +1179,29 @@ impl Reader<'_> {
                 api_key: None,
                 api_key_env: None,
                 timeout: None,
+                fallback: None,
             });
+        for (name, p) in &providers {
+            if let Some(fallback) = &p.fallback
+                && (fallback == name || !providers.contains_key(fallback))
+            {
+                return Err(SettingsError::Invalid {
+                    origin: Origin::File {
+                        path: self.config_file.map(Path::to_path_buf).unwrap_or_default(),
+                        key: format!("providers.{name}.fallback"),
+                    },
+                    value: fallback.clone(),
+                    reason: if fallback == name {
+                        "a provider cannot be its own fallback".to_owned()
+                    } else {
+                        format!(
+                            "no provider with this name is configured (configured: {})",
+                            providers.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    },
+                });
+            }
+        }
         Ok(providers)
     }
 

@@ -29,7 +29,7 @@ fn settings(dir: &std::path::Path, extra: &[(&str, &str)]) -> Settings {
     let mut settings =
         Settings::load_with(None, &EnvVars::from_pairs(pairs), &Locations::default())
             .expect("settings");
-    // Port 0 is refused in configuration but is how an embedding caller asks for any port.
+    // Port 0: any free port (how an embedding caller asks for one).
     settings.port = 0;
     settings
 }
@@ -111,18 +111,53 @@ async fn run_server_reports_its_address_and_stops_on_the_shutdown_future() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth_requested_is_refused_before_anything_starts() {
+async fn a_weak_secret_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let settings = settings(dir.path(), &[("ENABLE_AUTH", "true")]);
+    let settings = settings(
+        dir.path(),
+        &[
+            ("ENABLE_AUTH", "true"),
+            ("JWT_SECRET_KEY", "your-secret-key"),
+        ],
+    );
     let err = spawn_background(settings.clone(), Embedding::default()).expect_err("refused");
     assert!(
-        err.to_string()
-            .contains("authentication is not implemented in this version yet"),
+        err.to_string().contains("JWT_SECRET_KEY is 15 bytes long"),
         "{err}"
     );
     let err = run_server(settings, std::future::pending(), None)
         .await
         .expect_err("refused");
-    assert!(err.to_string().starts_with("ENABLE_AUTH=true"), "{err}");
+    assert!(err.to_string().contains("at least 32"), "{err}");
     assert!(!dir.path().join("data").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_the_embedding_app_signs_its_own_window_in() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = settings(dir.path(), &[("ENABLE_AUTH", "true")]);
+    // What the desktop shell does: a session first, then the server (same secret).
+    let session = sutazai_cli::serve::local_session(&settings, "desktop")
+        .expect("a session")
+        .expect("auth is on");
+    let server = spawn_background(settings, Embedding::default()).expect("binds");
+    health(server.url()).await;
+    let client = reqwest::Client::new();
+    let agents = format!("{}/agents", server.url());
+    let refused = client.get(&agents).send().await.expect("answers");
+    assert_eq!(refused.status().as_u16(), 401);
+    let who: Value = client
+        .get(format!("{}/auth/whoami", server.url()))
+        .bearer_auth(&session.access_token)
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        (who["subject"].as_str(), who["role"].as_str()),
+        (Some("desktop"), Some("admin"))
+    );
+    server.stop().await.expect("a clean stop");
 }

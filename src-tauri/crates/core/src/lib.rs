@@ -12,6 +12,7 @@
 
 pub mod agent;
 pub mod ids;
+pub mod mask;
 pub mod message;
 pub mod task;
 

@@ -29,6 +29,7 @@
 //! - Tracing: [`ChatRequest::trace`] travels as the `x-sutazai-step` header.
 
 pub mod error;
+pub mod failover;
 pub mod instant;
 pub mod ollama;
 pub mod openai;
@@ -41,6 +42,7 @@ mod ndjson;
 mod sse;
 
 pub use error::{LlmError, TimeoutKind};
+pub use failover::{Failover, FailoverConfig};
 pub use instant::InstantProvider;
 pub use ollama::OllamaProvider;
 pub use openai::OpenAiProvider;

@@ -1,0 +1,184 @@
+//! Masking of sensitive fields: values under keys such as `password` or `api_key` in task
+//! payloads and messages are shown as `***` wherever they leave the process (API answers,
+//! events, logs). The stored task keeps them: an agent may need them, and a resumed task
+//! must see what was submitted. Text that may quote them (a step's prompt, an agent's
+//! answer) is redacted by value.
+//!
+//! A key is sensitive when, lowercased and without `-`/`_`/`.`/spaces, it equals or ends
+//! with a configured name (`db_password`, `X-Api-Key`, `githubToken`), so `max_tokens`
+//! is not (it does not end with `token`).
+
+use serde_json::Value;
+
+/// What replaces a sensitive value.
+pub const MASK: &str = "***";
+
+/// The names masked when `SUTAZAI_MASK_FIELDS` is not set.
+pub const DEFAULT_FIELDS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "private_key",
+    "credentials",
+    "cookie",
+];
+
+/// Values shorter than this are not redacted from free text (too likely to hit ordinary
+/// words); they are still masked under their keys.
+const MIN_REDACTED_CHARS: usize = 4;
+
+fn normalise(key: &str) -> String {
+    key.chars()
+        .filter(|c| !matches!(c, '-' | '_' | '.' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The configured sensitive field names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SensitiveFields(Vec<String>);
+
+impl Default for SensitiveFields {
+    fn default() -> Self {
+        SensitiveFields::new(DEFAULT_FIELDS.iter().copied())
+    }
+}
+
+impl SensitiveFields {
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> SensitiveFields {
+        let mut names: Vec<String> = names
+            .into_iter()
+            .map(normalise)
+            .filter(|n| !n.is_empty())
+            .collect();
+        names.sort();
+        names.dedup();
+        SensitiveFields(names)
+    }
+
+    /// From a comma-separated list (`SUTAZAI_MASK_FIELDS`); empty masks nothing.
+    pub fn parse(list: &str) -> SensitiveFields {
+        SensitiveFields::new(list.split(','))
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn is_sensitive(&self, key: &str) -> bool {
+        let key = normalise(key);
+        self.0.iter().any(|name| key.ends_with(name.as_str()))
+    }
+
+    /// Replaces every sensitive value in `value` (at any depth, whatever its type) with
+    /// [`MASK`]; returns the string forms of what was masked, for [`redact`].
+    pub fn mask(&self, value: &mut Value) -> Vec<String> {
+        let mut found = Vec::new();
+        self.mask_into(value, &mut found);
+        found.sort();
+        found.dedup();
+        found
+    }
+
+    fn mask_into(&self, value: &mut Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map.iter_mut() {
+                    if self.is_sensitive(key) && !v.is_null() {
+                        collect_strings(v, found);
+                        *v = Value::String(MASK.to_owned());
+                    } else {
+                        self.mask_into(v, found);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.mask_into(v, found)),
+            _ => {}
+        }
+    }
+}
+
+fn collect_strings(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::String(s) => found.push(s.clone()),
+        Value::Number(n) => found.push(n.to_string()),
+        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, found)),
+        Value::Object(map) => map.values().for_each(|v| collect_strings(v, found)),
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+/// `text` with every occurrence of each secret (at least 4 characters) replaced by
+/// [`MASK`], longest first so a secret containing another is replaced whole.
+pub fn redact(text: &str, secrets: &[String]) -> String {
+    let mut secrets: Vec<&String> = secrets
+        .iter()
+        .filter(|s| s.chars().count() >= MIN_REDACTED_CHARS)
+        .collect();
+    if secrets.is_empty() {
+        return text.to_owned();
+    }
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    let mut out = text.to_owned();
+    for secret in secrets {
+        if out.contains(secret.as_str()) {
+            out = out.replace(secret.as_str(), MASK);
+        }
+        // A JSON-escaped form (quotes, backslashes) as it appears inside a prompt.
+        let escaped = serde_json::to_string(secret).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        if escaped != secret.as_str() && out.contains(escaped) {
+            out = out.replace(escaped, MASK);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sensitive_keys_at_any_depth_are_masked_and_collected() {
+        let fields = SensitiveFields::default();
+        let mut payload = json!({
+            "db_password": "hunter22",
+            "X-Api-Key": "sk-abcdef",
+            "githubToken": {"value": "ghp_123456"},
+            "max_tokens": 128,
+            "items": [{"secret": 424242}, {"name": "kept"}],
+            "empty_password": null
+        });
+        let found = fields.mask(&mut payload);
+        assert_eq!(payload["db_password"], MASK);
+        assert_eq!(payload["X-Api-Key"], MASK);
+        assert_eq!(payload["githubToken"], MASK);
+        assert_eq!(payload["max_tokens"], 128);
+        assert_eq!(payload["items"][0]["secret"], MASK);
+        assert_eq!(payload["items"][1]["name"], "kept");
+        assert!(payload["empty_password"].is_null());
+        assert_eq!(found, vec!["424242", "ghp_123456", "hunter22", "sk-abcdef"]);
+    }
+
+    #[test]
+    fn text_is_redacted_by_value() {
+        let secrets = vec![
+            "hunter22".to_owned(),
+            "a\"b\\cd".to_owned(),
+            "abc".to_owned(),
+        ];
+        let prompt = r#"Payload: {"password": "hunter22", "other": "a\"b\\cd"} abc hunter22"#;
+        assert_eq!(
+            redact(prompt, &secrets),
+            r#"Payload: {"password": "***", "other": "***"} abc ***"#
+        );
+        let fields = SensitiveFields::parse("pin, , PIN");
+        assert_eq!(fields.names(), ["pin"]);
+        assert!(SensitiveFields::parse("").names().is_empty());
+    }
+}

@@ -1,0 +1,279 @@
+//! A provider with a circuit breaker and a fallback: calls go to the primary endpoint; when
+//! it fails in a way that passes (unreachable, timed out, 5xx — [`LlmError::is_retryable`])
+//! before any token was streamed, or while its breaker is open after repeated failures,
+//! the call is answered by another configured provider with a model of the same family
+//! (`smollm2:135m` on Ollama ↔ `smollm2-135m-instruct` on an OpenAI-compatible server).
+//! After the cooldown one call tries the primary again (half-open); a success closes the
+//! breaker.
+//!
+//! Family matching: the requested model's name before its tag (`llama3.1` of
+//! `llama3.1:8b`), reduced to lowercase letters and digits, must occur in the candidate's
+//! reduced name; a candidate that also contains the tag (`8b`) is preferred. The fallback's
+//! model list is cached for a minute.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::{ChatRequest, ChatResponse, LlmError, ModelInfo, Provider, TokenSink};
+
+/// How long the fallback's model list is trusted.
+const MODELS_TTL: Duration = Duration::from_secs(60);
+
+/// Breaker settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverConfig {
+    /// Consecutive failures that open the breaker.
+    pub threshold: u32,
+    /// How long an open breaker sends everything to the fallback.
+    pub cooldown: Duration,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            threshold: 3,
+            cooldown: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Failover {
+    primary: Arc<dyn Provider>,
+    fallback: Arc<dyn Provider>,
+    config: FailoverConfig,
+    breaker: Mutex<Breaker>,
+    models: Mutex<Option<(Instant, Vec<ModelInfo>)>>,
+}
+
+impl Failover {
+    pub fn new(
+        primary: Arc<dyn Provider>,
+        fallback: Arc<dyn Provider>,
+        config: FailoverConfig,
+    ) -> Failover {
+        Failover {
+            primary,
+            fallback,
+            config,
+            breaker: Mutex::default(),
+            models: Mutex::default(),
+        }
+    }
+
+    /// Whether the primary's breaker is open now.
+    pub fn is_open(&self) -> bool {
+        let breaker = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        breaker
+            .open_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    fn record(&self, ok: bool) {
+        let mut b = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        if ok {
+            if b.failures >= self.config.threshold {
+                tracing::info!(
+                    provider = self.primary.id(),
+                    "LLM provider answers again: breaker closed"
+                );
+            }
+            *b = Breaker::default();
+            return;
+        }
+        b.failures = b.failures.saturating_add(1);
+        if b.failures >= self.config.threshold {
+            if b.open_until.is_none_or(|until| Instant::now() >= until) {
+                tracing::warn!(
+                    provider = self.primary.id(),
+                    fallback = self.fallback.id(),
+                    failures = b.failures,
+                    cooldown_s = self.config.cooldown.as_secs(),
+                    "LLM provider failing: breaker open, calls go to the fallback"
+                );
+            }
+            b.open_until = Some(Instant::now() + self.config.cooldown);
+        }
+    }
+
+    async fn fallback_models(&self) -> Result<Vec<ModelInfo>, LlmError> {
+        if let Some((at, models)) = &*self.models.lock().unwrap_or_else(PoisonError::into_inner)
+            && at.elapsed() < MODELS_TTL
+        {
+            return Ok(models.clone());
+        }
+        let models = self.fallback.list_models().await?;
+        *self.models.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), models.clone()));
+        Ok(models)
+    }
+
+    /// The call on the fallback, with its model of the requested family; `primary_error`
+    /// is answered when there is none.
+    async fn on_fallback(
+        &self,
+        req: &ChatRequest,
+        on_token: Option<TokenSink<'_>>,
+        primary_error: LlmError,
+    ) -> Result<ChatResponse, LlmError> {
+        let models = match self.fallback_models().await {
+            Ok(models) => models,
+            Err(e) => {
+                tracing::warn!(fallback = self.fallback.id(), error = %e, "fallback provider unavailable too");
+                return Err(primary_error);
+            }
+        };
+        let Some(model) = same_family(&req.model, &models) else {
+            tracing::warn!(
+                fallback = self.fallback.id(),
+                model = %req.model,
+                "the fallback provider has no model of this family"
+            );
+            return Err(primary_error);
+        };
+        tracing::info!(
+            provider = self.primary.id(),
+            fallback = self.fallback.id(),
+            model = %model,
+            reason = %primary_error,
+            "answering from the fallback provider"
+        );
+        let mut request = req.clone();
+        request.model = model;
+        self.fallback.chat(&request, on_token).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for Failover {
+    fn id(&self) -> &str {
+        self.primary.id()
+    }
+
+    async fn chat(
+        &self,
+        req: &ChatRequest,
+        on_token: Option<TokenSink<'_>>,
+    ) -> Result<ChatResponse, LlmError> {
+        if self.is_open() {
+            let reason = LlmError::Server {
+                message: format!("provider `{}` is failing (breaker open)", self.primary.id()),
+            };
+            return self.on_fallback(req, on_token, reason).await;
+        }
+        let streamed = AtomicBool::new(false);
+        let answer = match on_token {
+            Some(sink) => {
+                let watch = |text: &str| {
+                    streamed.store(true, Ordering::Relaxed);
+                    sink(text);
+                };
+                self.primary.chat(req, Some(&watch)).await
+            }
+            None => self.primary.chat(req, None).await,
+        };
+        match answer {
+            Ok(response) => {
+                self.record(true);
+                Ok(response)
+            }
+            // Half an answer cannot be continued elsewhere: the caller's retry decides.
+            Err(e) if e.is_retryable() && !streamed.load(Ordering::Relaxed) => {
+                self.record(false);
+                self.on_fallback(req, on_token, e).await
+            }
+            Err(e) => {
+                if e.is_retryable() {
+                    self.record(false);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn list_models(&self) -> Result<Vec<ModelInfo>, LlmError> {
+        self.primary.list_models().await
+    }
+}
+
+fn reduce(s: &str) -> String {
+    s.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// The candidate of `wanted`'s family (see the module documentation), if any.
+pub fn same_family(wanted: &str, candidates: &[ModelInfo]) -> Option<String> {
+    let (name, tag) = wanted.split_once(':').unwrap_or((wanted, ""));
+    // `org/model` names (Hugging Face style) compare by the model part.
+    let name = name.rsplit('/').next().unwrap_or(name);
+    let family = reduce(name);
+    if family.is_empty() {
+        return None;
+    }
+    let tag = reduce(tag);
+    let mut best: Option<(bool, &str)> = None;
+    for candidate in candidates {
+        let reduced = reduce(&candidate.name);
+        if !reduced.contains(&family) {
+            continue;
+        }
+        let tagged = !tag.is_empty() && reduced.contains(&tag);
+        if best.is_none_or(|(b, _)| tagged && !b) {
+            best = Some((tagged, &candidate.name));
+        }
+    }
+    best.map(|(_, name)| name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models(names: &[&str]) -> Vec<ModelInfo> {
+        names
+            .iter()
+            .map(|n| ModelInfo {
+                name: (*n).to_owned(),
+                size: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn families_match_across_naming_styles() {
+        let served = models(&[
+            "qwen2.5-7b-instruct",
+            "smollm2-360m-instruct",
+            "smollm2-135m-instruct",
+        ]);
+        assert_eq!(
+            same_family("smollm2:135m", &served).as_deref(),
+            Some("smollm2-135m-instruct")
+        );
+        assert_eq!(
+            same_family("smollm2", &served).as_deref(),
+            Some("smollm2-360m-instruct")
+        );
+        assert_eq!(
+            same_family("qwen2.5:7b", &served).as_deref(),
+            Some("qwen2.5-7b-instruct")
+        );
+        assert_eq!(
+            same_family("Qwen/Qwen2.5-7B-Instruct", &models(&["qwen2.5:7b"])).as_deref(),
+            None,
+            "the tag-less name is longer than the candidate"
+        );
+        assert_eq!(same_family("llama3.1:8b", &served), None);
+        assert_eq!(same_family(":", &served), None);
+    }
+}
