@@ -402,3 +402,57 @@ async fn only_the_desktop_window_origin_may_call_cross_origin() {
     }
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sensitive_payload_fields_are_masked_in_answers_and_prompts() {
+    let llm = TestLlm::spawn(0).expect("test LLM");
+    let stack = Stack::start(&llm.url, test_config()).await.expect("stack");
+    let (status, submitted) = stack
+        .post(
+            "/tasks",
+            &json!({
+                "name": "uses a credential",
+                "description": "Say which database this is for.",
+                "requirements": ["code_generation"],
+                "coordination_pattern": "pipeline",
+                "constraints": {"max_agents": 1},
+                "payload": {"database": "orders", "db_password": "hunter22-secret", "max_tokens": 64}
+            }),
+        )
+        .await
+        .expect("submit");
+    assert_eq!(status, 201, "{submitted}");
+    let id = submitted["task_id"].as_str().unwrap().to_owned();
+    let task = stack
+        .wait_task(&id, Duration::from_secs(120))
+        .await
+        .expect("finishes");
+    assert_eq!(task["status"], "completed", "{task}");
+    // The agent got the real value: the stored step's prompt (what was sent) carries it.
+    let stored = stack.orchestrator.task_detail(&id).await.unwrap();
+    assert!(
+        serde_json::to_string(&stored)
+            .unwrap()
+            .contains("hunter22-secret"),
+        "the prompt carried the payload"
+    );
+    // Every answer shows it masked: the payload field, and the step's prompt quoting it.
+    let (_, detail) = stack.get(&format!("/tasks/{id}")).await.unwrap();
+    let (_, list) = stack.get("/tasks?status=all").await.unwrap();
+    for answer in [&detail, &list] {
+        assert!(!answer.to_string().contains("hunter22-secret"), "{answer}");
+    }
+    assert_eq!(
+        detail["payload"]["db_password"], "***",
+        "{detail}"
+    );
+    assert_eq!(detail["payload"]["max_tokens"], 64);
+    let prompt = detail["steps"][0]["input"].as_str().unwrap();
+    assert!(prompt.contains("***"), "{prompt}");
+    println!(
+        "masked: payload.db_password = {}, step prompt: …{}…",
+        detail["payload"]["db_password"],
+        &prompt[prompt.find("***").unwrap().saturating_sub(20)..][..30.min(prompt.len())]
+    );
+    stack.stop().await;
+}

@@ -58,6 +58,8 @@ pub struct ApiConfig {
     pub heartbeat_interval: Duration,
     /// The built dashboard (`ui/dist`), served at `/` when present.
     pub ui_dir: Option<PathBuf>,
+    /// Payload fields whose values answers show as `***` (`SUTAZAI_MASK_FIELDS`).
+    pub sensitive_fields: sutazai_core::mask::SensitiveFields,
 }
 
 impl Default for ApiConfig {
@@ -65,6 +67,7 @@ impl Default for ApiConfig {
         ApiConfig {
             heartbeat_interval: Duration::from_secs(30),
             ui_dir: None,
+            sensitive_fields: sutazai_core::mask::SensitiveFields::default(),
         }
     }
 }
@@ -124,6 +127,25 @@ impl AppState {
     pub fn with_infra(mut self, infra: sutazai_infra::Infra) -> AppState {
         self.infra = Some(infra);
         self
+    }
+}
+
+impl AppState {
+    /// `value` as JSON with the sensitive fields masked and their values redacted from
+    /// every string (prompts and answers that quote them).
+    pub(crate) fn masked(
+        &self,
+        value: &impl serde::Serialize,
+    ) -> Result<axum::Json<serde_json::Value>, ApiError> {
+        let mut json = serde_json::to_value(value).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                format!("encoding the answer: {e}"),
+            )
+        })?;
+        self.config.sensitive_fields.mask_document(&mut json);
+        Ok(axum::Json(json))
     }
 }
 

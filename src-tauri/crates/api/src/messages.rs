@@ -285,7 +285,7 @@ fn parse_reason(text: &str) -> Result<DeadReason, ApiError> {
 pub(crate) async fn list_dead_letters(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<DeadLetterParams>,
-) -> Result<Json<DeadLetterList>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let reason = match params.reason.as_deref() {
         None | Some("") | Some("all") => None,
         Some(text) => Some(parse_reason(text)?),
@@ -303,10 +303,10 @@ pub(crate) async fn list_dead_letters(
         .bus()
         .dead_letters(&DeadLetterQuery { reason, limit })
         .await?;
-    Ok(Json(DeadLetterList {
+    state.masked(&DeadLetterList {
         count: dead_letters.len(),
         dead_letters,
-    }))
+    })
 }
 
 /// `GET /messages/dead-letters/{id}`.
@@ -322,8 +322,8 @@ pub(crate) async fn list_dead_letters(
 pub(crate) async fn get_dead_letter(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> Result<Json<DeadLetter>, ApiError> {
-    Ok(Json(state.orchestrator.bus().dead_letter(&id).await?))
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.masked(&state.orchestrator.bus().dead_letter(&id).await?)
 }
 
 /// `POST /messages/dead-letters/{id}/replay`: publishes the message again (an expired one

@@ -450,7 +450,7 @@ pub(crate) struct TaskList {
 pub(crate) async fn list_tasks(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<TaskQuery>,
-) -> Result<Json<TaskList>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let filter = match query.status.as_deref() {
         None | Some("") | Some("all") => TaskFilter::All,
         Some("active") => TaskFilter::Active,
@@ -473,10 +473,10 @@ pub(crate) async fn list_tasks(
         ));
     }
     let tasks = state.orchestrator.tasks(filter, limit).await?;
-    Ok(Json(TaskList {
+    state.masked(&TaskList {
         total: tasks.len(),
         tasks,
-    }))
+    })
 }
 
 /// `GET /tasks/{task_id}`.
@@ -484,8 +484,8 @@ pub(crate) async fn list_tasks(
 pub(crate) async fn get_task(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
-) -> Result<Json<TaskDetail>, ApiError> {
-    Ok(Json(state.orchestrator.task_detail(&task_id).await?))
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.masked(&state.orchestrator.task_detail(&task_id).await?)
 }
 
 /// Answer of `DELETE /tasks/{task_id}`.

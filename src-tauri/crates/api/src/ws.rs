@@ -308,6 +308,8 @@ async fn agent_loop(mut socket: WebSocket, state: AppState, agent_id: String) {
                 Err(RecvError::Closed) => break,
             },
             message = next_observed(&mut observed) => {
+                let mut message = message;
+                state.config.sensitive_fields.mask_document(&mut message);
                 if !send(&mut socket, &message).await { return; }
             }
             incoming = socket.recv() => match incoming {

@@ -664,6 +664,7 @@ pub fn api_config(settings: &Settings) -> ApiConfig {
     ApiConfig {
         heartbeat_interval: settings.heartbeat_interval,
         ui_dir: settings.ui_dir.clone(),
+        sensitive_fields: settings.mask_fields.clone(),
     }
 }
 

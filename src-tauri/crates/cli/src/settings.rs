@@ -93,6 +93,7 @@ const KEYS: &[Key] = &[
     Key::new("max_concurrent_tasks", "MAX_CONCURRENT_TASKS"),
     Key::new("max_pending_tasks", "SUTAZAI_MAX_PENDING_TASKS"),
     Key::new("rate_limit", "SUTAZAI_RATE_LIMIT"),
+    Key::new("mask_fields", "SUTAZAI_MASK_FIELDS"),
     Key::new(
         "websocket_heartbeat_interval",
         "WEBSOCKET_HEARTBEAT_INTERVAL",
@@ -452,6 +453,10 @@ pub struct Settings {
     /// `SUTAZAI_RATE_LIMIT`: requests per second per client address (bursts of twice
     /// that); `0` is off. Default: off on loopback binds, 200 beyond loopback.
     pub rate_limit: Option<u32>,
+    /// `SUTAZAI_MASK_FIELDS`: payload keys whose values answers show as `***`
+    /// (comma-separated; default password, passwd, secret, token, api_key, apikey,
+    /// authorization, private_key, credentials, cookie; empty masks nothing).
+    pub mask_fields: sutazai_core::mask::SensitiveFields,
     /// `WEBSOCKET_HEARTBEAT_INTERVAL` (seconds, ≥ 1): how often `/ws` gets `system_status`.
     pub heartbeat_interval: Duration,
     /// `MESSAGE_RETENTION_HOURS`.
@@ -846,6 +851,10 @@ impl Reader<'_> {
             session_timeout: Duration::from_secs(self.positive("session_timeout")?.unwrap_or(3600)),
             max_concurrent_tasks: self.positive("max_concurrent_tasks")?.unwrap_or(100),
             max_pending_tasks: self.positive("max_pending_tasks")?.unwrap_or(10_000),
+            mask_fields: self
+                .string("mask_fields")?
+                .map(|list| sutazai_core::mask::SensitiveFields::parse(&list))
+                .unwrap_or_default(),
             rate_limit: self.parse_with("rate_limit", |s| {
                 s.parse::<u32>()
                     .map_err(|e: std::num::ParseIntError| e.to_string())

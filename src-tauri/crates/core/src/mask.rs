@@ -84,6 +84,18 @@ impl SensitiveFields {
         found
     }
 
+    /// [`SensitiveFields::mask`], then every string left in `value` redacted of what was
+    /// masked: for whole answers (a task with its steps' prompts and outputs).
+    pub fn mask_document(&self, value: &mut Value) {
+        let secrets = self.mask(value);
+        if secrets
+            .iter()
+            .any(|s| s.chars().count() >= MIN_REDACTED_CHARS)
+        {
+            redact_strings(value, &secrets);
+        }
+    }
+
     fn mask_into(&self, value: &mut Value, found: &mut Vec<String>) {
         match value {
             Value::Object(map) => {
@@ -99,6 +111,20 @@ impl SensitiveFields {
             Value::Array(items) => items.iter_mut().for_each(|v| self.mask_into(v, found)),
             _ => {}
         }
+    }
+}
+
+fn redact_strings(value: &mut Value, secrets: &[String]) {
+    match value {
+        Value::String(s) => {
+            let redacted = redact(s, secrets);
+            if redacted != *s {
+                *s = redacted;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_strings(v, secrets)),
+        Value::Object(map) => map.values_mut().for_each(|v| redact_strings(v, secrets)),
+        _ => {}
     }
 }
 
@@ -177,6 +203,17 @@ mod tests {
             redact(prompt, &secrets),
             r#"Payload: {"password": "***", "other": "***"} abc ***"#
         );
+        let mut task = serde_json::json!({
+            "payload": {"password": "hunter22"},
+            "steps": [{"input": "Payload: {\"password\": \"hunter22\"}", "output": "I used hunter22"}]
+        });
+        SensitiveFields::default().mask_document(&mut task);
+        assert_eq!(task["payload"]["password"], MASK);
+        assert_eq!(
+            task["steps"][0]["input"],
+            "Payload: {\"password\": \"***\"}"
+        );
+        assert_eq!(task["steps"][0]["output"], "I used ***");
         let fields = SensitiveFields::parse("pin, , PIN");
         assert_eq!(fields.names(), ["pin"]);
         assert!(SensitiveFields::parse("").names().is_empty());
