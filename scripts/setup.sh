@@ -60,6 +60,8 @@ have node || packages+=(nodejs)
 have npm || packages+=(npm)
 have python3 || packages+=(python3)
 { have python3 && python3 -m pip --version >/dev/null 2>&1; } || packages+=(python3-pip)
+# scripts/schemathesis.sh makes a venv: Debian's python3 needs python3-venv (ensurepip) for it.
+{ have python3 && python3 -c 'import ensurepip' >/dev/null 2>&1; } || packages+=(python3-venv)
 # Likewise an engine from Docker's own packages (docker-ce) conflicts with docker.io.
 have dockerd || packages+=(docker.io)
 
