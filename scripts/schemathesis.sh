@@ -87,8 +87,10 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 base="http://127.0.0.1:$port"
 mkdir -p "$work/data/agents" "$work/.config"
 # Runs the binary with the test environment (and nothing of the caller's SutazAI settings).
+# `exec`: always called in a subshell (`$(...)`, `&`), which the binary then replaces, so
+# `$!` is the server's own pid and the cleanup's kill reaches it.
 sz() {
-  env -u SUTAZAI_CONFIG -u REDIS_URL -u SUTAZAI_API_KEY -u SUTAZAI_TOKEN \
+  exec env -u SUTAZAI_CONFIG -u REDIS_URL -u SUTAZAI_API_KEY -u SUTAZAI_TOKEN \
     SUTAZAI_DATA_DIR="$work/data" SUTAZAI_AGENTS_DIR="$work/data/agents" \
     HOME="$work" XDG_CONFIG_HOME="$work/.config" \
     ENABLE_AUTH=true ORCHESTRATION_API_HOST=127.0.0.1 ORCHESTRATION_API_PORT="$port" LOG_LEVEL=warn \

@@ -62,6 +62,15 @@ const MAX_COERCIONS: usize = 64;
 /// number written as a float (`1.0`, `1e3`) gets the integer: JSON does not tell them
 /// apart, and neither does JSON Schema's `integer`.
 pub(crate) fn from_value<T: DeserializeOwned>(mut value: Value) -> Result<T, ApiError> {
+    // Every body of this API is an object. serde would also read a struct from an array
+    // of its fields in order (`[]` for one whose fields all have defaults): refused.
+    if value.is_array() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "invalid body: expected a JSON object, found an array",
+        ));
+    }
     let mut error = match serde_path_to_error::deserialize::<_, T>(&value) {
         Ok(parsed) => return Ok(parsed),
         Err(error) => error,
@@ -312,5 +321,19 @@ mod tests {
             (e.status, e.code),
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
         );
+        // A struct is not read from an array of its fields (serde would).
+        #[derive(Debug, Default, Deserialize)]
+        struct AllOptional {
+            #[serde(default)]
+            _token: Option<String>,
+        }
+        for body in [&b"[]"[..], b"[\"x\"]"] {
+            let e = from_slice::<Option<AllOptional>>(body).unwrap_err();
+            assert_eq!(
+                (e.status, e.code),
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_request")
+            );
+            assert!(e.message.contains("found an array"), "{}", e.message);
+        }
     }
 }
