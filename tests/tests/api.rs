@@ -442,10 +442,7 @@ async fn sensitive_payload_fields_are_masked_in_answers_and_prompts() {
     for answer in [&detail, &list] {
         assert!(!answer.to_string().contains("hunter22-secret"), "{answer}");
     }
-    assert_eq!(
-        detail["payload"]["db_password"], "***",
-        "{detail}"
-    );
+    assert_eq!(detail["payload"]["db_password"], "***", "{detail}");
     assert_eq!(detail["payload"]["max_tokens"], 64);
     let prompt = detail["steps"][0]["input"].as_str().unwrap();
     assert!(prompt.contains("***"), "{prompt}");

@@ -56,10 +56,18 @@ impl RateLimit {
         }
     }
 
-    /// `Err(seconds to wait)` when `client` is over its rate.
+    /// `Err(seconds to wait)` when `client` is over its rate. IPv6 clients count by their
+    /// /64 (one host commonly holds a whole /64 and could rotate through it).
     fn check(&self, client: std::net::IpAddr) -> Result<(), u64> {
         use governor::clock::Clock as _;
-        self.limiter.check_key(&client).map_err(|not_until| {
+        let key = match client {
+            std::net::IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                std::net::IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+            v4 => v4,
+        };
+        self.limiter.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         })

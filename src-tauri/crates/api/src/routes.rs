@@ -504,13 +504,13 @@ pub(crate) struct Cancelled {
 pub(crate) async fn cancel_task(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
-) -> Result<Json<Cancelled>, ApiError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let task = state.orchestrator.cancel(&task_id).await?;
-    Ok(Json(Cancelled {
+    state.masked(&Cancelled {
         task_id: task.id.clone(),
         status: task.status,
         task,
-    }))
+    })
 }
 
 /// Body of `POST /tasks/{task_id}/approve`.

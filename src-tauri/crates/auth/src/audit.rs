@@ -337,7 +337,15 @@ fn writer(mut conn: Connection, mut head: String, rx: mpsc::Receiver<Msg>) {
             }
         }
         if !batch.is_empty() {
-            match append(&mut conn, &head, &batch) {
+            let mut appended = append(&mut conn, &head, &batch);
+            for wait_ms in [50, 200, 1000] {
+                if appended.is_ok() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(wait_ms));
+                appended = append(&mut conn, &head, &batch);
+            }
+            match appended {
                 Ok(new_head) => head = new_head,
                 Err(e) => {
                     // The chain in the file is intact (the transaction rolled back); the
@@ -357,7 +365,10 @@ fn writer(mut conn: Connection, mut head: String, rx: mpsc::Receiver<Msg>) {
 }
 
 fn append(conn: &mut Connection, head: &str, batch: &[AuditRecord]) -> Result<String, AuthError> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: the write lock is taken at BEGIN (waiting out other writers of the file,
+    // such as the credential store's), not at the first insert, where a deferred
+    // transaction that read a now-stale snapshot would fail without waiting.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut seq: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM audit", [], |r| r.get(0))?;
     let mut prev = head.to_owned();
     {

@@ -36,7 +36,7 @@ pub struct ApiKey {
 }
 
 /// A key just created: the only time its secret is known.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct NewApiKey {
     pub id: String,
     pub name: String,
@@ -45,6 +45,18 @@ pub struct NewApiKey {
     pub created_at: DateTime<Utc>,
     /// The key itself. Shown once; only its SHA-256 is stored.
     pub key: String,
+}
+
+impl std::fmt::Debug for NewApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret stays out of logs.
+        f.debug_struct("NewApiKey")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Whether `s` has the shape of an API key (as opposed to a JWT).
@@ -160,17 +172,17 @@ impl Credentials {
                 "INSERT INTO api_keys (id, name, role, hash, prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![id, name, role.as_str(), hash.as_slice(), prefix, created_at.to_rfc3339()],
             )?;
-        }
-        let record = ApiKey {
-            id: id.clone(),
-            name: name.clone(),
-            role,
-            prefix: prefix.clone(),
-            created_at,
-            last_used_at: None,
-            revoked_at: None,
-        };
-        {
+            let record = ApiKey {
+                id: id.clone(),
+                name: name.clone(),
+                role,
+                prefix: prefix.clone(),
+                created_at,
+                last_used_at: None,
+                revoked_at: None,
+            };
+            // Under the connection lock, so a reload in progress cannot put back a view
+            // from before this write (see `reload`).
             let mut view = self
                 .inner
                 .view
@@ -210,37 +222,42 @@ impl Credentials {
                 "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                 params![id, now],
             )?;
-            conn.query_row(
+            let key = conn.query_row(
                 "SELECT id, name, role, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE id = ?1",
                 [id],
                 key_row,
             )
             .optional()?
-            .ok_or_else(|| AuthError::KeyNotFound(id.to_owned()))?
+            .ok_or_else(|| AuthError::KeyNotFound(id.to_owned()))?;
+            // Under the connection lock (see `reload`).
+            let mut view = self
+                .inner
+                .view
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            view.active.remove(id);
+            view.by_hash.retain(|_, k| k.id != id);
+            key
         };
-        let mut view = self
-            .inner
-            .view
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        view.active.remove(id);
-        view.by_hash.retain(|_, k| k.id != id);
         Ok(key)
     }
 
     /// Records a token id as revoked until `expires_at`; `Ok(false)` when it already was.
     /// Blocking.
     pub fn revoke_token(&self, jti: &str, expires_at: i64) -> Result<bool, AuthError> {
-        let inserted = self.conn().execute(
+        let conn = self.conn();
+        let inserted = conn.execute(
             "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at, revoked_at) VALUES (?1, ?2, ?3)",
             params![jti, expires_at, Utc::now().to_rfc3339()],
         )?;
+        // Under the connection lock (see `reload`).
         self.inner
             .view
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .revoked
             .insert(jti.to_owned(), expires_at);
+        drop(conn);
         Ok(inserted == 1)
     }
 
@@ -329,12 +346,15 @@ impl Credentials {
                 view.revoked.insert(jti, exp);
             }
             view.data_version = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+            // Swapped while the connection is still held: a write of this process (which
+            // updates the view under the same lock) cannot fall between the read and the
+            // swap and be undone by it.
+            *self
+                .inner
+                .view
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = view;
         }
-        *self
-            .inner
-            .view
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = view;
         Ok(())
     }
 

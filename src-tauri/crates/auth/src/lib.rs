@@ -131,7 +131,11 @@ impl Auth {
             .tokens
             .verify(refresh_token.trim(), TokenKind::Refresh)?;
         self.check_not_revoked(&claims)?;
-        self.credentials.revoke_token(&claims.jti, claims.exp)?;
+        // The insert decides: of two refreshes racing with one token, only the one whose
+        // revocation was new gets a pair.
+        if !self.credentials.revoke_token(&claims.jti, claims.exp)? {
+            return Err(AuthError::Revoked);
+        }
         self.tokens
             .issue(&claims.sub, claims.role, claims.kid.as_deref())
     }
@@ -157,5 +161,44 @@ impl Auth {
             return Err(AuthError::Revoked);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_refresh_token_is_good_for_one_refresh_even_when_raced() {
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = Credentials::open(&dir.path().join("auth.sqlite3")).unwrap();
+        let key = credentials.create_key("ci", Role::Operator).unwrap();
+        let tokens =
+            Tokens::new(&[9; 32], Duration::from_secs(60), Duration::from_secs(600)).unwrap();
+        let auth = Auth::new(tokens, credentials);
+        let pair = auth.open_session(&key.key).unwrap();
+        let barrier = std::sync::Barrier::new(8);
+        let wins = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        barrier.wait();
+                        auth.refresh(&pair.refresh_token).is_ok()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap())
+                .filter(|ok| *ok)
+                .count()
+        });
+        assert_eq!(wins, 1, "exactly one of 8 concurrent refreshes may succeed");
+        assert!(matches!(
+            auth.refresh(&pair.refresh_token),
+            Err(AuthError::Revoked)
+        ));
     }
 }

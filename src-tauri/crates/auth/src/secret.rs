@@ -46,16 +46,31 @@ pub fn load_or_create(configured: Option<&str>, dir: &Path) -> Result<Vec<u8>, A
             std::fs::create_dir_all(dir).map_err(io)?;
             let mut bytes = vec![0u8; 32];
             rand::fill(bytes.as_mut_slice());
+            // Written whole to a private temporary file, then linked into place: a crash
+            // leaves no empty secret, and of two processes creating it at once (the desktop
+            // window's session and the server, or the CLI) the second reads the first's.
+            let temp = dir.join(format!(".{SECRET_FILE}.{}", std::process::id()));
             let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
+            options.write(true).create(true).truncate(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&path).map_err(io)?;
+            let mut file = options.open(&temp).map_err(io)?;
             let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
             file.write_all(format!("{text}\n").as_bytes()).map_err(io)?;
             file.sync_all().map_err(io)?;
-            tracing::info!(path = %path.display(), "generated the JWT signing secret");
-            Ok(bytes)
+            drop(file);
+            let linked = std::fs::hard_link(&temp, &path);
+            let _ = std::fs::remove_file(&temp);
+            match linked {
+                Ok(()) => {
+                    tracing::info!(path = %path.display(), "generated the JWT signing secret");
+                    Ok(bytes)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    load_or_create(None, dir)
+                }
+                Err(e) => Err(io(e)),
+            }
         }
         Err(e) => Err(io(e)),
     }

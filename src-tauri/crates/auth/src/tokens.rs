@@ -36,7 +36,7 @@ pub struct Claims {
 }
 
 /// An answer to a sign-in or refresh.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct TokenPair {
     pub access_token: String,
     pub refresh_token: String,
@@ -48,6 +48,17 @@ pub struct TokenPair {
     pub refresh_expires_in: u64,
     pub role: Role,
     pub subject: String,
+}
+
+impl std::fmt::Debug for TokenPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The tokens stay out of logs.
+        f.debug_struct("TokenPair")
+            .field("subject", &self.subject)
+            .field("role", &self.role)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Signs and checks tokens.

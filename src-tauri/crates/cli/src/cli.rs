@@ -692,11 +692,14 @@ async fn open_events(client: &ApiClient) -> Option<EventStream> {
     {
         Ok(Ok((stream, _))) => Some(stream),
         Ok(Err(e)) => {
-            tracing::debug!("cannot follow {url}: {e}; polling instead");
+            tracing::debug!(
+                "cannot follow {}: {e}; polling instead",
+                without_query(&url)
+            );
             None
         }
         Err(_) => {
-            tracing::debug!("opening {url} timed out; polling instead");
+            tracing::debug!("opening {} timed out; polling instead", without_query(&url));
             None
         }
     }
@@ -1160,6 +1163,13 @@ async fn run_agents(
             Ok(Outcome::Success)
         }
     }
+}
+
+/// A URL for the log: without its query, which may carry `access_token`.
+fn without_query(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.to_string()
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ impl Default for FailoverConfig {
 struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
+    /// A call is trying the primary after the cooldown (half-open): the others go to the
+    /// fallback meanwhile, so a hung primary costs one call its timeout, not every call.
+    probing: bool,
 }
 
 /// See the module documentation.
@@ -77,8 +80,24 @@ impl Failover {
             .is_some_and(|until| Instant::now() < until)
     }
 
+    /// Whether this call goes to the fallback without trying the primary: the breaker is
+    /// open, or past its cooldown while another call is trying the primary.
+    fn skip_primary(&self) -> bool {
+        let mut b = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        match b.open_until {
+            None => false,
+            Some(until) if Instant::now() < until => true,
+            Some(_) if b.probing => true,
+            Some(_) => {
+                b.probing = true;
+                false
+            }
+        }
+    }
+
     fn record(&self, ok: bool) {
         let mut b = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
+        b.probing = false;
         if ok {
             if b.failures >= self.config.threshold {
                 tracing::info!(
@@ -163,7 +182,7 @@ impl Provider for Failover {
         req: &ChatRequest,
         on_token: Option<TokenSink<'_>>,
     ) -> Result<ChatResponse, LlmError> {
-        if self.is_open() {
+        if self.skip_primary() {
             let reason = LlmError::Server {
                 message: format!("provider `{}` is failing (breaker open)", self.primary.id()),
             };
@@ -191,9 +210,9 @@ impl Provider for Failover {
                 self.on_fallback(req, on_token, e).await
             }
             Err(e) => {
-                if e.is_retryable() {
-                    self.record(false);
-                }
+                // A request-caused error (unknown model, bad schema) means the endpoint
+                // answers: it counts as healthy, and ends a half-open trial either way.
+                self.record(!e.is_retryable());
                 Err(e)
             }
         }

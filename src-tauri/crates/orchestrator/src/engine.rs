@@ -544,7 +544,7 @@ impl Orchestrator {
             return Err(OrchestratorError::ShuttingDown);
         }
         let request = self.validate(request)?;
-        let _admitted = self.inner.admit()?;
+        let admitted = self.inner.admit()?;
         // Selecting now both validates the requirements and fixes the agents in the
         // journaled row; a task that then waits in the queue re-selects when it starts.
         let assigned_agents = crate::select::select(
@@ -573,6 +573,9 @@ impl Orchestrator {
         self.inner.journal.insert_task(&task).await?;
         self.inner.submitted.fetch_add(1, Ordering::Relaxed);
         self.inner.insert_live(task.clone(), false);
+        // Counted in `live` now: the reservation ends here, not at the end of the call, so
+        // a task is never counted twice (a spurious refusal near the limit).
+        drop(admitted);
         self.inner.emit(Event::TaskSubmitted {
             task_id: task.id.clone(),
             session_id: task.session_id.clone(),
