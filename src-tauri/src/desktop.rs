@@ -255,7 +255,13 @@ fn api_init_script(api: &str, session: Option<&sutazai_auth::TokenPair>) -> anyh
             "refresh_token": session.refresh_token,
             "expires_in": session.expires_in,
         });
-        script.push_str(&format!(" window.SUTAZAI_AUTH = {auth};"));
+        // Only on the app's own pages (the custom protocol: `tauri://localhost`, or
+        // `http(s)://tauri.localhost` on Windows): initialisation scripts run on every page
+        // the window loads, and no other page may get the session.
+        script.push_str(&format!(
+            " if ((location.protocol === \"tauri:\" && location.host === \"localhost\") || \
+             location.hostname === \"tauri.localhost\") {{ window.SUTAZAI_AUTH = {auth}; }}"
+        ));
     }
     Ok(script)
 }
@@ -294,5 +300,23 @@ mod tests {
             api_init_script(r#"x";alert(1);//"#, None).unwrap(),
             r#"window.SUTAZAI_API = "x\";alert(1);//";"#
         );
+    }
+
+    #[test]
+    fn the_session_is_given_to_the_apps_own_pages_only() {
+        let tokens = sutazai_auth::Tokens::new(
+            &[3; 32],
+            std::time::Duration::from_secs(60),
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap();
+        let session = tokens
+            .issue("desktop", sutazai_auth::Role::Admin, None)
+            .unwrap();
+        let script = api_init_script("http://127.0.0.1:8000", Some(&session)).unwrap();
+        let guard = r#"if ((location.protocol === "tauri:" && location.host === "localhost") || location.hostname === "tauri.localhost") { window.SUTAZAI_AUTH = "#;
+        assert!(script.contains(guard), "{script}");
+        assert_eq!(script.matches(&session.access_token).count(), 1);
+        assert!(!script[..script.find(guard).unwrap()].contains(&session.refresh_token));
     }
 }

@@ -809,6 +809,43 @@ async fn the_auth_matrix_sessions_revocation_and_audit() {
     let _ = socket.close(None).await;
     println!("/ws: 401 without a token, 101 with ?access_token=");
 
+    // An open socket ends when its credential does: signed out while it listens.
+    let session = sign_in(&client, &base, &viewer_key).await;
+    let token = session["access_token"].as_str().unwrap().to_owned();
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{ws}?access_token={token}"))
+        .await
+        .expect("ws with a token");
+    let (status, out) = send(
+        &client,
+        Method::POST,
+        &format!("{base}/auth/revoke"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!((status, out["revoked"].as_u64()), (200, Some(1)), "{out}");
+    let revoked_at = Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        use futures::StreamExt as _;
+        while let Some(frame) = socket.next().await {
+            let Ok(tokio_tungstenite::tungstenite::Message::Text(text)) = frame else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if v["code"] == "session_ended" {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .expect("the socket ended within 10 s");
+    assert!(ended, "a session_ended notice before the close");
+    println!(
+        "/ws opened with a token that was then revoked: session_ended after {:.1}s",
+        revoked_at.elapsed().as_secs_f64()
+    );
+
     // The audit log: the refusals and changes are there with who, what, from where; the
     // chain verifies.
     let (status, page) = send(

@@ -316,33 +316,12 @@ fn credential(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
     }
     if uri.path() == "/ws" || uri.path().starts_with("/ws/") {
         return uri.query().and_then(|q| {
-            q.split('&')
-                .filter_map(|pair| pair.split_once('='))
-                .find(|(k, _)| *k == "access_token")
-                .map(|(_, v)| percent_decode(v))
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "access_token")
+                .map(|(_, v)| v.into_owned())
         });
     }
     None
-}
-
-/// Decodes `%XX` escapes (tokens and keys are URL-safe; this undoes a client's encoding).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = s.get(i + 1..i + 3)
-            && let Ok(b) = u8::from_str_radix(hex, 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// An [`AuthError`] as an answer: 401 for credential problems, 404/422 for management

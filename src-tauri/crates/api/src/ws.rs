@@ -27,6 +27,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::health;
@@ -38,14 +39,61 @@ pub(crate) struct WsOptions {
     tokens: Option<bool>,
 }
 
+/// How often an open socket's credential is checked again.
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The credential a socket was opened with: checked again every second, so a socket ends
+/// when its token expires or its token or key is revoked, not only at the upgrade.
+struct Session {
+    auth: Option<sutazai_auth::Auth>,
+    principal: Option<sutazai_auth::Principal>,
+    every: tokio::time::Interval,
+}
+
+impl Session {
+    fn new(state: &AppState, caller: Caller) -> Session {
+        Session {
+            auth: state.security.as_ref().and_then(|s| s.auth.clone()),
+            principal: caller.0,
+            every: tokio::time::interval(SESSION_CHECK),
+        }
+    }
+
+    /// Resolves once the credential is no longer good; never without authentication.
+    async fn ended(&mut self) {
+        let (Some(auth), Some(principal)) = (&self.auth, &self.principal) else {
+            return std::future::pending().await;
+        };
+        loop {
+            self.every.tick().await;
+            if !auth.still_valid(principal) {
+                return;
+            }
+        }
+    }
+}
+
+/// Tells the client why the socket closes, then closes it.
+async fn end_session(socket: &mut WebSocket) {
+    let notice = json!({
+        "type": "error",
+        "code": "session_ended",
+        "message": "the credential this socket was opened with expired or was revoked: sign in again",
+    });
+    let _ = send(socket, &notice).await;
+    let _ = socket.send(WsMessage::Close(None)).await;
+}
+
 /// `GET /ws`.
 pub(crate) async fn system(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     ApiQuery(options): ApiQuery<WsOptions>,
 ) -> Response {
     let tokens = options.tokens.unwrap_or(false);
-    ws.on_upgrade(move |socket| system_loop(socket, state, tokens))
+    let session = Session::new(&state, caller);
+    ws.on_upgrade(move |socket| system_loop(socket, state, tokens, session))
 }
 
 async fn system_status(state: &AppState) -> Value {
@@ -163,7 +211,7 @@ async fn next_alert(
     }
 }
 
-async fn system_loop(mut socket: WebSocket, state: AppState, tokens: bool) {
+async fn system_loop(mut socket: WebSocket, state: AppState, tokens: bool, mut session: Session) {
     let mut events = state.orchestrator.subscribe();
     let mut infra_events = state.infra.as_ref().map(sutazai_infra::Infra::subscribe);
     let mut alerts = state
@@ -174,6 +222,7 @@ async fn system_loop(mut socket: WebSocket, state: AppState, tokens: bool) {
     loop {
         tokio::select! {
             _ = state.orchestrator.stopping() => break,
+            () = session.ended() => return end_session(&mut socket).await,
             _ = tick.tick() => {
                 if !send(&mut socket, &system_status(&state).await).await { return; }
             }
@@ -220,11 +269,13 @@ async fn system_loop(mut socket: WebSocket, state: AppState, tokens: bool) {
 pub(crate) async fn agent(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
     Path(agent_id): Path<String>,
 ) -> Result<Response, ApiError> {
     state.orchestrator.agent(&agent_id)?;
+    let session = Session::new(&state, caller);
     Ok(ws
-        .on_upgrade(move |socket| agent_loop(socket, state, agent_id))
+        .on_upgrade(move |socket| agent_loop(socket, state, agent_id, session))
         .into_response())
 }
 
@@ -276,7 +327,12 @@ async fn next_observed(observed: &mut Option<mpsc::Receiver<Value>>) -> Value {
     std::future::pending().await
 }
 
-async fn agent_loop(mut socket: WebSocket, state: AppState, agent_id: String) {
+async fn agent_loop(
+    mut socket: WebSocket,
+    state: AppState,
+    agent_id: String,
+    mut session: Session,
+) {
     let mut events = state.orchestrator.subscribe();
     let (mut observed, _observer) = match observe(&state, &agent_id).await {
         Ok((rx, guard)) => (Some(rx), Some(guard)),
@@ -292,6 +348,7 @@ async fn agent_loop(mut socket: WebSocket, state: AppState, agent_id: String) {
     loop {
         tokio::select! {
             _ = state.orchestrator.stopping() => break,
+            () = session.ended() => return end_session(&mut socket).await,
             _ = tick.tick() => {
                 let Ok(agent) = state.orchestrator.agent(&agent_id) else { break };
                 let value = json!({"type": "agent_status", "timestamp": Utc::now(), "agent": agent});

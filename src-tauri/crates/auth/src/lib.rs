@@ -151,6 +151,26 @@ impl Auth {
         self.credentials.revoke_token(&claims.jti, claims.exp)
     }
 
+    /// Whether a caller established earlier may still act: its token not expired or
+    /// revoked, its key not revoked. For long-lived connections (WebSockets), checked
+    /// now and then. Never touches SQLite.
+    pub fn still_valid(&self, principal: &Principal) -> bool {
+        match &principal.via {
+            Via::ApiKey { id } => self.credentials.is_key_active(id),
+            Via::Jwt {
+                jti,
+                expires_at,
+                key_id,
+            } => {
+                chrono::Utc::now().timestamp() < *expires_at
+                    && !self.credentials.is_token_revoked(jti)
+                    && key_id
+                        .as_ref()
+                        .is_none_or(|k| self.credentials.is_key_active(k))
+            }
+        }
+    }
+
     fn check_not_revoked(&self, claims: &Claims) -> Result<(), AuthError> {
         if self.credentials.is_token_revoked(&claims.jti) {
             return Err(AuthError::Revoked);
