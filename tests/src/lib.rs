@@ -399,7 +399,21 @@ pub async fn call(
     url: &str,
     body: Option<&Value>,
 ) -> (u16, Value) {
+    call_as(client, method, url, None, body).await
+}
+
+/// [`call`] with `Authorization: Bearer <bearer>` when given (a server with auth on).
+pub async fn call_as(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut request = client.request(method, url);
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
     if let Some(body) = body {
         request = request.json(body);
     }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, Method};
 use serde_json::{Value, json};
 use sutazai_auth::{Role, TokenKind, Tokens};
+use sutazai_tests::call_as as send;
 use sutazai_tests::{Kill, free_port, headless_binary, headless_command, start_serve};
 
 const SECRET: &str = "an-integration-test-secret-of-40-chars!!";
@@ -314,27 +315,24 @@ fn routes() -> Vec<Row> {
     ]
 }
 
-async fn send(
-    client: &Client,
-    method: Method,
-    url: &str,
-    bearer: Option<&str>,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let mut request = client.request(method, url);
-    if let Some(bearer) = bearer {
-        request = request.bearer_auth(bearer);
+/// Polls `GET /agents` with `bearer` until it answers `want`; fails after 10 s with `why`.
+async fn until_status(client: &Client, base: &str, bearer: &str, want: u16, why: &str) {
+    let began = Instant::now();
+    loop {
+        let (status, _) = send(
+            client,
+            Method::GET,
+            &format!("{base}/agents"),
+            Some(bearer),
+            None,
+        )
+        .await;
+        if status == want {
+            return;
+        }
+        assert!(began.elapsed() < Duration::from_secs(10), "{why}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
 }
 
 async fn sign_in(client: &Client, base: &str, key: &str) -> Value {
@@ -733,24 +731,14 @@ async fn the_auth_matrix_sessions_revocation_and_audit() {
         ],
     ));
     let began = Instant::now();
-    loop {
-        let (status, _) = send(
-            &client,
-            Method::GET,
-            &format!("{base}/agents"),
-            Some(&late),
-            None,
-        )
-        .await;
-        if status == 200 {
-            break;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(10),
-            "the server never picked up the CLI's key"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_status(
+        &client,
+        &base,
+        &late,
+        200,
+        "the server never picked up the CLI's key",
+    )
+    .await;
     println!(
         "a key created by `sutazai auth keys create` while serving worked after {:.1}s",
         began.elapsed().as_secs_f64()
@@ -773,25 +761,14 @@ async fn the_auth_matrix_sessions_revocation_and_audit() {
         .unwrap()
         .to_owned();
     cli(&bin, &data, &["auth", "keys", "revoke", &late_id]);
-    let began = Instant::now();
-    loop {
-        let (status, _) = send(
-            &client,
-            Method::GET,
-            &format!("{base}/agents"),
-            Some(&late),
-            None,
-        )
-        .await;
-        if status == 401 {
-            break;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(10),
-            "the server kept accepting a key the CLI revoked"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_status(
+        &client,
+        &base,
+        &late,
+        401,
+        "the server kept accepting a key the CLI revoked",
+    )
+    .await;
 
     // WebSockets: refused without a token, opened with `?access_token=`.
     let ws = format!("ws://127.0.0.1:{port}/ws");
