@@ -83,6 +83,11 @@ pub struct TestLlm {
 impl TestLlm {
     /// Starts a server; `token_delay_ms` slows generation so a test can act mid-request.
     pub fn spawn(token_delay_ms: u64) -> Result<TestLlm> {
+        TestLlm::spawn_on(0, 4, token_delay_ms)
+    }
+
+    /// Starts a server on `port` (0: any free one) running `parallel` generations at once.
+    pub fn spawn_on(port: u16, parallel: u32, token_delay_ms: u64) -> Result<TestLlm> {
         let server = repo_root().join("tests/llm-server/server.mjs");
         if !repo_root().join("tests/llm-server/node_modules").is_dir() {
             bail!("tests/llm-server/node_modules is missing: run `bash scripts/setup.sh --test`");
@@ -91,7 +96,8 @@ impl TestLlm {
             .arg(&server)
             .arg("--model")
             .arg(model_path()?)
-            .args(["--port", "0", "--parallel", "4", "--exit-on-stdin-close"])
+            .args(["--port", &port.to_string()])
+            .args(["--parallel", &parallel.to_string(), "--exit-on-stdin-close"])
             .args(["--token-delay-ms", &token_delay_ms.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -339,6 +339,11 @@ pub(crate) fn auth_error(e: AuthError) -> ApiError {
     };
     let message = match &e {
         AuthError::Invalid { field, why } => format!("invalid `{field}`: {why}"),
+        // Store and file errors name paths and SQL: the log gets them, the client does not.
+        _ if status == StatusCode::INTERNAL_SERVER_ERROR => {
+            tracing::error!(error = %e, code = e.code(), "credential store or audit log failed");
+            "the credential store or audit log failed; the server log has the details".into()
+        }
         _ => e.to_string(),
     };
     ApiError::new(status, e.code(), message)

@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`app`] builds the `Router` (tests drive it with `oneshot`, no socket needed);
-//!   [`serve`] runs it on a listener until a shutdown future resolves.
+//!   [`serve`] runs it on a listener until a shutdown future resolves, [`serve_tls`] the
+//!   same over TLS with the configuration [`tls`] builds from PEM files.
 //! - `error`: the one error type; every failure reaches clients as `{code, message}`.
 //! - `extract`: JSON and query extractors whose rejections are `{code, message}` too.
 //! - `routes`: REST handlers; `messages`: the message-bus routes (send, broadcast, dead
@@ -31,6 +32,7 @@ mod openapi;
 mod routes;
 pub mod settings;
 pub mod setup;
+pub mod tls;
 mod ws;
 
 use std::future::Future;
@@ -271,6 +273,31 @@ fn desktop_cors() -> CorsLayer {
             header::AUTHORIZATION,
             header::HeaderName::from_static("x-api-key"),
         ])
+}
+
+/// How long a TLS server's open connections may take to finish after the shutdown signal.
+const TLS_DRAIN: Duration = Duration::from_secs(10);
+
+/// [`serve`] over TLS (see [`tls::server_config`]).
+pub async fn serve_tls(
+    listener: std::net::TcpListener,
+    state: AppState,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let stop = state.orchestrator.clone();
+    let handle = axum_server::Handle::new();
+    let signal = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.begin_shutdown();
+        signal.graceful_shutdown(Some(TLS_DRAIN));
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    axum_server::from_tcp_rustls(listener, config)?
+        .handle(handle)
+        .serve(app(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .await
 }
 
 /// Serves the API on `listener` until `shutdown` resolves; open WebSockets are closed then.

@@ -46,6 +46,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Json<Value> {
         "awaiting_approval": stats.awaiting_approval,
         "max_concurrent_tasks": stats.max_concurrent_tasks,
         "paused": stats.paused,
+        "tasks_interrupted": stats.tasks_interrupted,
         "tasks": {
             "submitted": stats.tasks_submitted,
             "completed": stats.tasks_completed,

@@ -1,8 +1,11 @@
 //! The monitor as `serve` (and the desktop app) runs it: its history file, its alert
 //! channels, and what it observes of the app itself besides the host — each agent's
 //! health, recent success and error rates, response time and load; the tasks running and
-//! waiting; the bus's traffic and dead letters; the CPU and memory of every managed
-//! container. Every observation feeds both the alert rules and the time series.
+//! waiting, and those interrupted by the last stop; the bus's traffic and dead letters; the
+//! CPU and memory of every managed container; whether each dependency answers
+//! (`dependency_up`: the message bus, every configured LLM endpoint, and the Docker engine
+//! once it has been seen in this process, so a machine without Docker gets no alert). Every
+//! observation feeds both the alert rules and the time series.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,8 +26,12 @@ use crate::settings::Settings;
 pub const HISTORY_FILE_NAME: &str = "monitoring.db";
 /// Between samples of the managed containers' CPU and memory.
 const CONTAINER_INTERVAL: Duration = Duration::from_secs(15);
-/// The longest the bus's figures may take before a sample goes without them.
+/// The longest the bus's figures may take before the bus counts as unreachable.
 const BUS_STATS_TIMEOUT: Duration = Duration::from_millis(500);
+/// Between probes of the LLM endpoints.
+const LLM_PROBE_INTERVAL: Duration = Duration::from_secs(5);
+/// The longest an LLM endpoint may take to list its models before it counts as down.
+const LLM_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Starts the monitor (1 s host samples, a ring of an hour, the default rules, the app's
 /// observations, the history in `<data dir>/monitoring.db`) and delivery to `channels`
@@ -51,15 +58,28 @@ pub async fn start_monitor(
     .context("opening the monitoring database")?
     .with_context(|| format!("opening the monitoring database {}", path.display()))?;
     let containers = Arc::new(Mutex::new(Vec::new()));
-    if let Some(infra) = infra {
+    if let Some(infra) = infra.clone() {
         tokio::spawn(container_loop(infra, containers.clone(), shutdown.clone()));
     }
+    let endpoints = Arc::new(Mutex::new(Vec::new()));
+    tokio::spawn(llm_probe_loop(
+        orchestrator.clone(),
+        endpoints.clone(),
+        shutdown.clone(),
+    ));
     let monitor = Monitor::start(
         MonitorConfig {
             interval: Duration::from_secs(1),
             ring: 3600,
             rules: sutazai_monitor::default_rules(),
-            source: Some(app_observations(orchestrator, containers)),
+            source: Some(app_observations(
+                orchestrator,
+                infra,
+                Cached {
+                    containers,
+                    endpoints,
+                },
+            )),
             history: Some(history),
         },
         shutdown.clone(),
@@ -97,14 +117,43 @@ pub(crate) fn alert_channels(settings: &Settings) -> anyhow::Result<Channels> {
     })
 }
 
+/// Observations that take too long for every sample, refreshed by their own loops.
+#[derive(Clone)]
+struct Cached {
+    /// [`container_loop`]'s.
+    containers: Arc<Mutex<Vec<Observation>>>,
+    /// [`llm_probe_loop`]'s.
+    endpoints: Arc<Mutex<Vec<Observation>>>,
+}
+
+fn read(cache: &Mutex<Vec<Observation>>) -> Vec<Observation> {
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn dependency(subject: &str, up: bool) -> Observation {
+    Observation {
+        metric: "dependency_up".into(),
+        subject: subject.into(),
+        value: if up { 1.0 } else { 0.0 },
+    }
+}
+
 /// The app's observations, taken at every sample.
 fn app_observations(
     orchestrator: Orchestrator,
-    containers: Arc<Mutex<Vec<Observation>>>,
+    infra: Option<Infra>,
+    cached: Cached,
 ) -> ObservationSource {
+    // Docker is watched once it has been seen: set for good at the first success.
+    let docker_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
     Arc::new(move || {
         let orchestrator = orchestrator.clone();
-        let containers = containers.clone();
+        let infra = infra.clone();
+        let cached = cached.clone();
+        let docker_seen = docker_seen.clone();
         Box::pin(async move {
             let mut out = agent_observations(&orchestrator);
             let stats = orchestrator.stats();
@@ -119,22 +168,28 @@ fn app_observations(
                 "tasks_awaiting_approval",
                 stats.awaiting_approval as f64,
             ));
-            if let Ok(Ok(bus)) =
-                tokio::time::timeout(BUS_STATS_TIMEOUT, orchestrator.bus().stats()).await
-            {
+            out.push(app("tasks_interrupted", stats.tasks_interrupted as f64));
+            let bus = tokio::time::timeout(BUS_STATS_TIMEOUT, orchestrator.bus().stats()).await;
+            out.push(dependency("message_bus", matches!(bus, Ok(Ok(_)))));
+            if let Ok(Ok(bus)) = bus {
                 out.push(app(
                     "bus_messages_per_minute",
                     bus.messages_per_minute as f64,
                 ));
                 out.push(app("bus_dead_letters", bus.dead_letters as f64));
             }
-            out.extend(
-                containers
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .iter()
-                    .cloned(),
-            );
+            if let Some(infra) = &infra {
+                use std::sync::atomic::Ordering;
+                let available = infra.availability().available;
+                if available {
+                    docker_seen.store(true, Ordering::Relaxed);
+                }
+                if docker_seen.load(Ordering::Relaxed) {
+                    out.push(dependency("docker", available));
+                }
+            }
+            out.extend(read(&cached.containers));
+            out.extend(read(&cached.endpoints));
             out
         })
     })
@@ -177,6 +232,39 @@ fn agent_observations(orchestrator: &Orchestrator) -> Vec<Observation> {
         }
     }
     out
+}
+
+/// Every [`LLM_PROBE_INTERVAL`], whether each configured LLM provider lists its models
+/// within [`LLM_PROBE_TIMEOUT`] (`dependency_up`, subject `llm:<provider>`), probed
+/// together.
+async fn llm_probe_loop(
+    orchestrator: Orchestrator,
+    cache: Arc<Mutex<Vec<Observation>>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let probes = orchestrator.providers().iter().map(|(name, provider)| {
+            let (name, provider) = (name.clone(), provider.clone());
+            async move {
+                let up = matches!(
+                    tokio::time::timeout(LLM_PROBE_TIMEOUT, provider.list_models()).await,
+                    Ok(Ok(_))
+                );
+                dependency(&format!("llm:{name}"), up)
+            }
+        });
+        let fresh = tokio::select! {
+            () = shutdown.cancelled() => return,
+            fresh = futures::future::join_all(probes) => fresh,
+        };
+        *cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(LLM_PROBE_INTERVAL) => {}
+        }
+    }
 }
 
 /// Every [`CONTAINER_INTERVAL`], one stats sample of each running managed container,

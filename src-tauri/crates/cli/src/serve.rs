@@ -151,7 +151,7 @@ pub fn spawn_background(
     let addr = listener
         .local_addr()
         .context("reading the API listener's address")?;
-    let url = client_url(addr);
+    let url = client_url(addr, settings.tls.is_some());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = runtime.spawn(serve_bound(
         settings,
@@ -304,8 +304,8 @@ fn bind(host: &str, port: u16) -> anyhow::Result<StdTcpListener> {
     Ok(listener)
 }
 
-/// The URL a local client uses for a bound address.
-fn client_url(addr: SocketAddr) -> String {
+/// The URL a local client uses for a bound address (`https` when served over TLS).
+fn client_url(addr: SocketAddr, tls: bool) -> String {
     let ip = addr.ip();
     let ip = if ip.is_unspecified() {
         match ip {
@@ -315,7 +315,8 @@ fn client_url(addr: SocketAddr) -> String {
     } else {
         ip
     };
-    format!("http://{}", SocketAddr::new(ip, addr.port()))
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Everything after binding: lock the data directory, open the journal, load agents,
@@ -332,6 +333,27 @@ async fn serve_bound(
     let addr = listener
         .local_addr()
         .context("reading the API listener's address")?;
+    let tls = match &settings.tls {
+        Some(files) => {
+            let files = files.clone();
+            let config = tokio::task::spawn_blocking(move || {
+                sutazai_api::tls::server_config(&files.cert, &files.key)
+            })
+            .await
+            .context("loading the TLS certificate")?
+            .context("SUTAZAI_TLS_CERT / SUTAZAI_TLS_KEY")?;
+            Some(config)
+        }
+        None => {
+            if !crate::settings::is_loopback_host(&settings.host) {
+                tracing::warn!(
+                    "the API listens beyond loopback without TLS: credentials cross the network \
+                     in clear text (set SUTAZAI_TLS_CERT and SUTAZAI_TLS_KEY)"
+                );
+            }
+            None
+        }
+    };
 
     let data_dir = settings.data_dir.clone();
     let journal_path = settings.journal_path();
@@ -527,8 +549,9 @@ async fn serve_bound(
             }
         });
     }
-    let url = client_url(addr);
-    tracing::info!("listening on http://{addr} (dashboard: {url}/)");
+    let url = client_url(addr, tls.is_some());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("listening on {scheme}://{addr} (dashboard: {url}/)");
     if settings.ui_dir.is_none() {
         tracing::warn!(
             "no dashboard build found (set SUTAZAI_UI_DIR to a built ui/dist); serving the API only"
@@ -546,7 +569,13 @@ async fn serve_bound(
         shutdown.await;
         stop_infra.cancel();
     };
-    let served = sutazai_api::serve(listener, state, shutdown).await;
+    let served = match tls {
+        Some(config) => match listener.into_std() {
+            Ok(listener) => sutazai_api::serve_tls(listener, state, config, shutdown).await,
+            Err(e) => Err(e),
+        },
+        None => sutazai_api::serve(listener, state, shutdown).await,
+    };
     infra_stop.cancel();
     let _ = auth_sync.await;
     let audit = security.audit.clone();
@@ -651,6 +680,8 @@ pub fn orchestrator_config(settings: &Settings) -> OrchestratorConfig {
             .collect(),
         max_tokens: Some(settings.max_tokens),
         step_timeout: settings.step_timeout,
+        outage_wait: settings.outage_wait,
+        sensitive_fields: settings.mask_fields.clone(),
         max_attempts: settings.max_attempts,
         swarm_rounds: settings.swarm_rounds,
         local_agents: LocalAgents::parse(&settings.local_agents),

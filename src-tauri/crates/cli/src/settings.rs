@@ -94,6 +94,8 @@ const KEYS: &[Key] = &[
     Key::new("max_pending_tasks", "SUTAZAI_MAX_PENDING_TASKS"),
     Key::new("rate_limit", "SUTAZAI_RATE_LIMIT"),
     Key::new("mask_fields", "SUTAZAI_MASK_FIELDS"),
+    Key::new("tls_cert", "SUTAZAI_TLS_CERT"),
+    Key::new("tls_key", "SUTAZAI_TLS_KEY"),
     Key::new(
         "websocket_heartbeat_interval",
         "WEBSOCKET_HEARTBEAT_INTERVAL",
@@ -109,6 +111,7 @@ const KEYS: &[Key] = &[
     Key::new("max_tokens", "SUTAZAI_MAX_TOKENS"),
     Key::new("step_timeout", "SUTAZAI_STEP_TIMEOUT"),
     Key::new("max_attempts", "SUTAZAI_MAX_ATTEMPTS"),
+    Key::new("outage_wait", "SUTAZAI_OUTAGE_WAIT"),
     Key::new("swarm_rounds", "SUTAZAI_SWARM_ROUNDS"),
     Key::new("ui_dir", "SUTAZAI_UI_DIR"),
     Key::new("bus_key", "SUTAZAI_BUS_KEY"),
@@ -399,6 +402,15 @@ pub struct AgentBindingSettings {
     pub model: Option<String>,
 }
 
+/// The PEM files of the API's TLS (`SUTAZAI_TLS_CERT`, `SUTAZAI_TLS_KEY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
 /// Everything the process runs with. Built by [`Settings::load`]; every field is already
 /// validated.
 #[derive(Debug, Clone)]
@@ -438,11 +450,15 @@ pub struct Settings {
     pub bus_namespace: String,
     /// `LOG_LEVEL`: a level (`info`) or a `RUST_LOG`-style filter (`info,sutazai=debug`).
     pub log_level: String,
-    /// `ENABLE_AUTH`. Authentication is not implemented yet, so `serve` refuses to start
-    /// when it is true rather than run unauthenticated against the operator's wish.
+    /// `ENABLE_AUTH`: every route but the public ones needs a credential. Always on when
+    /// the API listens beyond loopback ([`Settings::auth_required`]).
     pub enable_auth: bool,
-    /// `JWT_SECRET_KEY`, kept for when authentication lands.
+    /// `JWT_SECRET_KEY` (≥ 32 bytes): the tokens' HS256 key; unset, one is generated into
+    /// the data directory.
     pub jwt_secret_key: Option<Secret>,
+    /// `SUTAZAI_TLS_CERT` and `SUTAZAI_TLS_KEY`, set together: the API is served over TLS
+    /// with this PEM certificate chain and private key.
+    pub tls: Option<TlsFiles>,
     /// `SESSION_TIMEOUT` (seconds).
     pub session_timeout: Duration,
     /// `MAX_CONCURRENT_TASKS` (≥ 1): tasks running at once; more wait in the queue.
@@ -503,6 +519,10 @@ pub struct Settings {
     pub step_timeout: Duration,
     /// `SUTAZAI_MAX_ATTEMPTS` (≥ 1): attempts per step.
     pub max_attempts: u32,
+    /// `SUTAZAI_OUTAGE_WAIT` (seconds, ≥ 1, default 600): how long a step waits for the LLM
+    /// endpoint, the bus or an open breaker to come back before it fails; such failures do
+    /// not use up attempts.
+    pub outage_wait: Duration,
     /// `SUTAZAI_SWARM_ROUNDS` (≥ 1).
     pub swarm_rounds: u32,
     /// `SUTAZAI_UI_DIR`, or `ui/dist` found beside the current directory or executable:
@@ -819,6 +839,19 @@ impl Reader<'_> {
                 .find(|d| d.is_dir())
                 .cloned(),
         };
+        let tls = match (self.found("tls_cert")?, self.found("tls_key")?) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: self.resolve_path(&cert),
+                key: self.resolve_path(&key),
+            }),
+            (Some(cert), None) => {
+                return Err(cert.invalid("SUTAZAI_TLS_KEY (its private key) must be set too"));
+            }
+            (None, Some(key)) => {
+                return Err(key.invalid("SUTAZAI_TLS_CERT (the certificate) must be set too"));
+            }
+        };
         let providers = self.providers(&ollama_api_url)?;
         let default_provider = self
             .string("default_provider")?
@@ -851,6 +884,7 @@ impl Reader<'_> {
             session_timeout: Duration::from_secs(self.positive("session_timeout")?.unwrap_or(3600)),
             max_concurrent_tasks: self.positive("max_concurrent_tasks")?.unwrap_or(100),
             max_pending_tasks: self.positive("max_pending_tasks")?.unwrap_or(10_000),
+            tls,
             mask_fields: self
                 .string("mask_fields")?
                 .map(|list| sutazai_core::mask::SensitiveFields::parse(&list))
@@ -908,6 +942,7 @@ impl Reader<'_> {
             max_tokens: self.positive("max_tokens")?.unwrap_or(512),
             step_timeout: Duration::from_secs(self.positive("step_timeout")?.unwrap_or(300)),
             max_attempts: self.positive("max_attempts")?.unwrap_or(3),
+            outage_wait: Duration::from_secs(self.positive("outage_wait")?.unwrap_or(600)),
             swarm_rounds: self.positive("swarm_rounds")?.unwrap_or(2),
             bus_key: self.string("bus_key")?.map(Secret::new),
             bus_encrypt: self.bool("bus_encrypt")?.unwrap_or(true),

@@ -112,6 +112,27 @@ impl SensitiveFields {
             _ => {}
         }
     }
+
+    /// The values (as strings) under sensitive keys anywhere in `value`, which is left as
+    /// it is, longest first: what [`redact`] and [`redact_value`] take out of text that may
+    /// quote them (short ones are left out, as there).
+    pub fn secrets_in(&self, value: &Value) -> Vec<String> {
+        let mut copy = value.clone();
+        let mut found: Vec<String> = self
+            .mask(&mut copy)
+            .into_iter()
+            .filter(|s| s.chars().count() >= MIN_REDACTED_CHARS)
+            .collect();
+        found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        found
+    }
+}
+
+/// Every string in `value` (at any depth) [`redact`]ed of `secrets`.
+pub fn redact_value(value: &mut Value, secrets: &[String]) {
+    if !secrets.is_empty() {
+        redact_strings(value, secrets);
+    }
 }
 
 fn redact_strings(value: &mut Value, secrets: &[String]) {

@@ -6,10 +6,11 @@
 //! After the cooldown one call tries the primary again (half-open); a success closes the
 //! breaker.
 //!
-//! Family matching: the requested model's name before its tag (`llama3.1` of
-//! `llama3.1:8b`), reduced to lowercase letters and digits, must occur in the candidate's
-//! reduced name; a candidate that also contains the tag (`8b`) is preferred. The fallback's
-//! model list is cached for a minute.
+//! Family matching, without case: the requested model's name before its tag (`llama3.1` of
+//! `llama3.1:8b`, the part after `/` for `org/model` names) must begin the candidate's name
+//! and end there or at a separator (`-`, `_`, `:`, …), so `phi` matches `phi-2` but not
+//! `phi3` or `dolphin-phi`, and `qwen2` not `qwen2.5`; a candidate whose name also has the
+//! tag as a word (`8b`) is preferred. The fallback's model list is cached for a minute.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -223,30 +224,40 @@ impl Provider for Failover {
     }
 }
 
-fn reduce(s: &str) -> String {
-    s.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .collect()
+/// The model part of a name: after the last `/` (Hugging Face `org/model`), lowercase.
+fn model_part(name: &str) -> String {
+    name.rsplit('/').next().unwrap_or(name).to_ascii_lowercase()
 }
 
 /// The candidate of `wanted`'s family (see the module documentation), if any.
 pub fn same_family(wanted: &str, candidates: &[ModelInfo]) -> Option<String> {
     let (name, tag) = wanted.split_once(':').unwrap_or((wanted, ""));
-    // `org/model` names (Hugging Face style) compare by the model part.
-    let name = name.rsplit('/').next().unwrap_or(name);
-    let family = reduce(name);
-    if family.is_empty() {
+    let family = model_part(name);
+    if !family.chars().any(|c| c.is_ascii_alphanumeric()) {
         return None;
     }
-    let tag = reduce(tag);
+    let tag = tag.to_ascii_lowercase();
     let mut best: Option<(bool, &str)> = None;
     for candidate in candidates {
-        let reduced = reduce(&candidate.name);
-        if !reduced.contains(&family) {
+        let lower = model_part(&candidate.name);
+        let Some(rest) = lower.strip_prefix(&family) else {
+            continue;
+        };
+        // The family must end where the candidate's name does or at a separator: `phi` is
+        // neither `phi3` nor `qwen2` `qwen2.5` (and `dolphin-phi` does not start with it).
+        let mut next = rest.chars();
+        let continues = match (next.next(), next.next()) {
+            (Some(c), _) if c.is_ascii_alphanumeric() => true,
+            (Some('.'), Some(d)) => d.is_ascii_digit(),
+            _ => false,
+        };
+        if continues {
             continue;
         }
-        let tagged = !tag.is_empty() && reduced.contains(&tag);
+        let tagged = !tag.is_empty()
+            && rest
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '.')
+                .any(|token| token == tag);
         if best.is_none_or(|(b, _)| tagged && !b) {
             best = Some((tagged, &candidate.name));
         }
@@ -293,6 +304,23 @@ mod tests {
             "the tag-less name is longer than the candidate"
         );
         assert_eq!(same_family("llama3.1:8b", &served), None);
+        // Whole names only: a family is neither inside another name nor a prefix of it.
+        let phis = models(&["dolphin-phi:2.7b", "phi3-mini", "qwen2.5-7b"]);
+        assert_eq!(same_family("phi", &phis), None);
+        assert_eq!(same_family("qwen2:7b", &phis), None);
+        assert_eq!(
+            same_family("phi:2.7b", &models(&["phi3-mini", "phi-2.7b", "phi"])).as_deref(),
+            Some("phi-2.7b"),
+            "the tagged one of the family"
+        );
+        assert_eq!(
+            same_family(
+                "SmolLM2:135M",
+                &models(&["HuggingFaceTB/SmolLM2-135M-Instruct"])
+            )
+            .as_deref(),
+            Some("HuggingFaceTB/SmolLM2-135M-Instruct")
+        );
         assert_eq!(same_family(":", &served), None);
     }
 }

@@ -233,6 +233,18 @@ pub fn host_observations(s: &HostSnapshot) -> Vec<Observation> {
     out
 }
 
+/// A dependency's subject (`message_bus`, `docker`, `llm:<provider>`) as people say it.
+fn dependency_name(subject: &str) -> String {
+    match subject {
+        "message_bus" => "the message bus".into(),
+        "docker" => "the Docker engine".into(),
+        other => match other.strip_prefix("llm:") {
+            Some(provider) => format!("the LLM endpoint of provider {provider}"),
+            None => other.into(),
+        },
+    }
+}
+
 fn message(rule: &str, subject: &str, value: f64) -> String {
     match rule {
         "agent_health_low" => format!(
@@ -258,6 +270,10 @@ fn message(rule: &str, subject: &str, value: f64) -> String {
         "host_memory_high" => format!("host memory at {value:.0}%"),
         "disk_usage_high" => format!("disk {subject} is {value:.0}% full"),
         "gpu_memory_high" => format!("GPU {subject} memory at {value:.0}%"),
+        "dependency_down" => format!("{} is unreachable", dependency_name(subject)),
+        "tasks_interrupted" => {
+            format!("{value:.0} task(s) interrupted by the last stop are being resumed")
+        }
         other => format!("{other} for {subject}: {value}"),
     }
 }

@@ -92,7 +92,9 @@ fn rule(
 }
 
 /// The system description's thresholds (agent health below 80%, success rate below 90%,
-/// response time above 10 s, error rate above 5%) and the hardware ones.
+/// response time above 10 s, error rate above 5%), the hardware ones, a dependency (the
+/// message bus, an LLM endpoint, the Docker engine) unreachable for 10 s, and tasks
+/// interrupted by the last stop still being resumed.
 pub fn default_rules() -> Vec<Rule> {
     use Comparison::{Above, Below};
     use Severity::{Critical, Warning};
@@ -138,6 +140,15 @@ pub fn default_rules() -> Vec<Rule> {
             90.0,
             600,
             Critical,
+        ),
+        rule("dependency_down", "dependency_up", Below, 1.0, 10, Critical),
+        rule(
+            "tasks_interrupted",
+            "tasks_interrupted",
+            Above,
+            0.0,
+            0,
+            Warning,
         ),
         rule(
             "gpu_memory_high",
@@ -531,5 +542,56 @@ mod tests {
         // Reporting again starts the duration over (and the cooldown still applies).
         assert!(e.observe(at(1000), &low).is_empty());
         assert_eq!(fired(&e.observe(at(1060), &low)), 1);
+    }
+
+    /// A dependency away for 10 s fires a critical alert that resolves when it answers;
+    /// tasks interrupted by a stop raise a warning at once, until they have finished.
+    #[test]
+    fn outages_and_interrupted_tasks_fire_and_resolve() {
+        let mut e = Evaluator::new(default_rules());
+        let obs = |metric: &str, subject: &str, value: f64| {
+            vec![Observation {
+                metric: metric.into(),
+                subject: subject.into(),
+                value,
+            }]
+        };
+        assert!(
+            e.observe(at(0), &obs("dependency_up", "llm:ollama", 1.0))
+                .is_empty()
+        );
+        assert!(
+            e.observe(at(1), &obs("dependency_up", "llm:ollama", 0.0))
+                .is_empty()
+        );
+        assert!(
+            e.observe(at(6), &obs("dependency_up", "llm:ollama", 0.0))
+                .is_empty()
+        );
+        let fired_now = e.observe(at(11), &obs("dependency_up", "llm:ollama", 0.0));
+        assert!(
+            matches!(&fired_now[..], [AlertChange::Fired { rule_id, severity: Severity::Critical, .. }] if rule_id == "dependency_down"),
+            "{fired_now:?}"
+        );
+        let back = e.observe(at(20), &obs("dependency_up", "llm:ollama", 1.0));
+        assert!(
+            matches!(&back[..], [AlertChange::Resolved { .. }]),
+            "{back:?}"
+        );
+
+        let now = e.observe(at(30), &obs("tasks_interrupted", "app", 3.0));
+        assert!(
+            matches!(&now[..], [AlertChange::Fired { rule_id, severity: Severity::Warning, .. }] if rule_id == "tasks_interrupted"),
+            "{now:?}"
+        );
+        assert!(
+            e.observe(at(31), &obs("tasks_interrupted", "app", 1.0))
+                .is_empty()
+        );
+        let done = e.observe(at(40), &obs("tasks_interrupted", "app", 0.0));
+        assert!(
+            matches!(&done[..], [AlertChange::Resolved { .. }]),
+            "{done:?}"
+        );
     }
 }

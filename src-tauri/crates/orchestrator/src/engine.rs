@@ -65,8 +65,15 @@ pub struct OrchestratorConfig {
     pub max_attempts: u32,
     /// Delay between attempts.
     pub backoff: Backoff,
+    /// How long a step waits for an outage to end (the LLM endpoint refusing connections,
+    /// the bus unreachable, the agent's breaker open) before it fails. Failures of that
+    /// kind do not use up attempts: the step is retried every few seconds meanwhile.
+    pub outage_wait: Duration,
     /// Circuit breaker settings.
     pub breaker: BreakerConfig,
+    /// Payload keys whose values are redacted from the text events carry (streamed step
+    /// text, a task's result and failure message), as the API masks its answers.
+    pub sensitive_fields: sutazai_core::mask::SensitiveFields,
     /// Agents per task when `constraints.max_agents` is not given.
     pub default_max_agents: u32,
     /// Rounds a swarm runs before voting.
@@ -131,7 +138,9 @@ impl Default for OrchestratorConfig {
             step_timeout: Duration::from_secs(300),
             max_attempts: 3,
             backoff: Backoff::default(),
+            outage_wait: Duration::from_secs(600),
             breaker: BreakerConfig::default(),
+            sensitive_fields: sutazai_core::mask::SensitiveFields::default(),
             default_max_agents: 5,
             swarm_rounds: 2,
             event_capacity: 4096,
@@ -275,6 +284,9 @@ pub struct OrchestratorStats {
     pub uptime: f64,
     /// Orchestration is paused: queued tasks wait.
     pub paused: bool,
+    /// Tasks that were running when the last process stopped and have not finished since
+    /// (they resume from their journaled steps).
+    pub tasks_interrupted: usize,
 }
 
 /// One agent's performance over a window: its steps that finished in it.
@@ -371,6 +383,8 @@ pub(crate) struct Live {
     pub(crate) ended: Arc<OnceLock<Task>>,
     /// Loaded from the journal at start-up: its finished steps must be looked up.
     pub(crate) resumed: bool,
+    /// It was running when the last process stopped (killed, crashed or shut down).
+    pub(crate) interrupted: bool,
     /// When it was last queued: a task that waited re-selects its agents at start.
     pub(crate) queued_at: Instant,
     /// Its final state is being journaled; nothing else may finish it.
@@ -516,12 +530,13 @@ impl Orchestrator {
         let unfinished = inner.journal.unfinished_tasks().await?;
         let resumed = unfinished.len();
         for mut task in unfinished {
-            if task.status == TaskStatus::Running {
+            let interrupted = task.status == TaskStatus::Running;
+            if interrupted {
                 task.status = TaskStatus::Queued;
             }
             let queued = task.status == TaskStatus::Queued;
             let (id, priority) = (task.id.clone(), task.request.priority);
-            inner.insert_live(task, true);
+            inner.insert_live(task, true, interrupted);
             if queued {
                 inner.queue.push(id, priority);
             }
@@ -572,7 +587,7 @@ impl Orchestrator {
         };
         self.inner.journal.insert_task(&task).await?;
         self.inner.submitted.fetch_add(1, Ordering::Relaxed);
-        self.inner.insert_live(task.clone(), false);
+        self.inner.insert_live(task.clone(), false, false);
         // Counted in `live` now: the reservation ends here, not at the end of the call, so
         // a task is never counted twice (a spurious refusal near the limit).
         drop(admitted);
@@ -1167,10 +1182,11 @@ impl Orchestrator {
     /// Counters.
     pub fn stats(&self) -> OrchestratorStats {
         let agents = self.inner.roster.snapshot();
-        let (mut active, mut waiting_approval) = (0, 0);
+        let (mut active, mut waiting_approval, mut interrupted) = (0, 0, 0);
         {
             let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
             for entry in live.values() {
+                interrupted += usize::from(entry.interrupted);
                 match entry.task.status {
                     TaskStatus::Running => active += 1,
                     TaskStatus::AwaitingApproval => waiting_approval += 1,
@@ -1193,6 +1209,7 @@ impl Orchestrator {
             tasks_failed: self.inner.failed.load(Ordering::Relaxed),
             uptime: self.inner.started.elapsed().as_secs_f64(),
             paused: *self.inner.paused.borrow(),
+            tasks_interrupted: interrupted,
         }
     }
 
@@ -1283,7 +1300,7 @@ impl Inner {
         Ok(admission)
     }
 
-    fn insert_live(&self, task: Task, resumed: bool) {
+    fn insert_live(&self, task: Task, resumed: bool, interrupted: bool) {
         let (status, _) = watch::channel(task.status);
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.insert(
@@ -1294,6 +1311,7 @@ impl Inner {
                 status,
                 ended: Arc::new(OnceLock::new()),
                 resumed,
+                interrupted,
                 queued_at: Instant::now(),
                 finishing: false,
             },
@@ -1531,14 +1549,20 @@ impl Inner {
             let _ = entry.ended.set(task.clone());
             entry.status.send_replace(status);
         }
+        let secrets = self
+            .config
+            .sensitive_fields
+            .secrets_in(&task.request.payload);
         let event = match (status, failure) {
             (TaskStatus::Completed, _) => {
                 self.completed.fetch_add(1, Ordering::Relaxed);
+                let mut result = task.result.clone().unwrap_or_default();
+                sutazai_core::mask::redact_value(&mut result, &secrets);
                 Event::TaskCompleted {
                     task_id: task.id.clone(),
                     session_id: task.session_id.clone(),
                     task_name: task.request.name.clone(),
-                    result: task.result.clone().unwrap_or_default(),
+                    result,
                     duration: match (task.started_at, task.completed_at) {
                         (Some(s), Some(e)) => (e - s).num_microseconds().unwrap_or(0) as f64 / 1e6,
                         _ => 0.0,
@@ -1557,7 +1581,7 @@ impl Inner {
                     task_id: task.id.clone(),
                     task_name: task.request.name.clone(),
                     code: failure.code.to_owned(),
-                    message: failure.message,
+                    message: sutazai_core::mask::redact(&failure.message, &secrets),
                 }
             }
         };

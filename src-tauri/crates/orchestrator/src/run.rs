@@ -52,6 +52,8 @@ pub(crate) struct Run {
     /// Steps whose model call is in flight, so an abandoned run can close them.
     inflight: Mutex<BTreeMap<String, Step>>,
     cancel: CancellationToken,
+    /// The payload's sensitive values, redacted from the text its events carry.
+    secrets: Arc<[String]>,
 }
 
 /// Why one attempt failed.
@@ -74,6 +76,20 @@ impl AttemptError {
             AttemptError::Timeout | AttemptError::InvalidJson(_) | AttemptError::CircuitOpen => {
                 true
             }
+        }
+    }
+
+    /// Whether the failure says a dependency is away rather than that the step went
+    /// wrong: the LLM endpoint refused the connection, the bus could not be reached, or the
+    /// agent's breaker is open. Such failures do not use up attempts (see
+    /// `OrchestratorConfig::outage_wait`).
+    fn is_outage(&self) -> bool {
+        match self {
+            AttemptError::Remote { code, .. } => {
+                code == "llm_unreachable" || code == "bus_unavailable"
+            }
+            AttemptError::CircuitOpen => true,
+            AttemptError::Timeout | AttemptError::InvalidJson(_) => false,
         }
     }
 
@@ -121,14 +137,19 @@ impl Run {
     ) -> Run {
         let next = journaled.iter().map(|s| s.seq + 1).max().unwrap_or(0);
         Run {
-            inner,
-            task,
             journaled: journaled.into_iter().map(|s| (s.key.clone(), s)).collect(),
             seq: AtomicU32::new(next),
             finished_writes: AtomicU32::new(0),
             durable_writes: AtomicU32::new(0),
             inflight: Mutex::new(BTreeMap::new()),
             cancel,
+            secrets: inner
+                .config
+                .sensitive_fields
+                .secrets_in(&task.request.payload)
+                .into(),
+            inner,
+            task,
         }
     }
 
@@ -601,13 +622,16 @@ impl Run {
         let sink_key = key.to_owned();
         let sink_agent = agent_id.to_owned();
         let events = inner.events.clone();
+        let secrets = self.secrets.clone();
         let sink = move |text: &str| {
             if events.receiver_count() > 0 {
+                // Per streamed chunk: a secret split across two chunks is not caught here
+                // (the finished step and the task's answers are redacted whole).
                 let _ = events.send(Event::StepToken {
                     task_id: sink_task.clone(),
                     step: sink_key.clone(),
                     agent_id: sink_agent.clone(),
-                    text: text.to_owned(),
+                    text: sutazai_core::mask::redact(text, &secrets),
                 });
             }
         };
@@ -621,8 +645,15 @@ impl Run {
             request: ChatRequest::default(),
         };
         let max_attempts = inner.config.max_attempts.max(1);
-        let mut last_error = None;
-        for attempt in 1..=max_attempts {
+        let mut attempt = 0;
+        // Since when the calls have met an outage, and how many retries it has cost.
+        let mut outage: Option<(Instant, u32)> = None;
+        // The failure that showed the outage.
+        let mut outage_cause = None;
+        let error = loop {
+            if outage.is_none() {
+                attempt += 1;
+            }
             step.attempts = attempt;
             let began = Instant::now();
             let outcome = if slot.with_breaker(|b| b.try_acquire(began)).is_err() {
@@ -701,6 +732,41 @@ impl Run {
                             });
                         }
                     }
+                    if error.is_outage() && !self.cancel.is_cancelled() {
+                        // An open breaker hides the cause: report the failure that opened it.
+                        let cause = match error {
+                            AttemptError::CircuitOpen => outage_cause.take().unwrap_or(error),
+                            other => other,
+                        };
+                        let (since, retries) = outage.get_or_insert((began, 0));
+                        if since.elapsed() >= inner.config.outage_wait {
+                            // It outlasted the wait: the step fails now.
+                            break cause;
+                        }
+                        if *retries == 0 {
+                            tracing::warn!(
+                                task_id = %task_id, step = key, agent_id, code = cause.code(),
+                                "step waiting for an outage to end: {}", cause.message()
+                            );
+                        }
+                        // 0.25–0.5 s, 0.5–1 s, 1–2 s, then every 2–4 s (default backoff).
+                        let delay = inner.config.backoff.delay((*retries).min(3));
+                        *retries += 1;
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {
+                                outage_cause = Some(cause);
+                                continue;
+                            }
+                            _ = self.cancel.cancelled() => break cause,
+                        }
+                    }
+                    outage_cause = None;
+                    if let Some((since, retries)) = outage.take() {
+                        tracing::info!(
+                            task_id = %task_id, step = key, agent_id, retries,
+                            "outage over after {:.1} s", since.elapsed().as_secs_f64()
+                        );
+                    }
                     tracing::warn!(
                         task_id = %task_id, step = key, agent_id, attempt,
                         code = error.code(), "step attempt failed: {}", error.message()
@@ -711,20 +777,18 @@ impl Run {
                         request.temperature = Some(spec.temperature.max(0.3 * attempt as f32));
                         request.seed = Some(42 + u64::from(attempt));
                     }
-                    last_error = Some(error);
                     if !retry {
-                        break;
+                        break error;
                     }
                     let delay = inner.config.backoff.delay(attempt - 1);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = self.cancel.cancelled() => break,
+                        _ = self.cancel.cancelled() => break error,
                     }
                 }
             }
-        }
+        };
 
-        let error = last_error.unwrap_or(AttemptError::Timeout);
         slot.record_outcome(false, 0.0);
         step.status = StepStatus::Failed;
         step.error = Some(format!("{}: {}", error.code(), error.message()));

@@ -29,6 +29,10 @@ enum Script {
     Fail503,
     NotFound,
     Hang,
+    /// A real refused connection (the endpoint is down).
+    Unreachable,
+    /// Answers with the prompt it was given, streamed in two halves.
+    Echo,
 }
 
 /// A provider that follows a script, then answers; counts calls and records traces.
@@ -96,6 +100,39 @@ impl Provider for Scripted {
             Script::NotFound => Err(LlmError::ModelNotFound {
                 model: req.model.clone(),
             }),
+            Script::Echo => {
+                let text = req
+                    .messages
+                    .last()
+                    .map(|m| m.content.clone())
+                    .unwrap_or_default();
+                if let Some(sink) = on_token {
+                    let half = text.len() / 2;
+                    let cut = (half..text.len())
+                        .find(|i| text.is_char_boundary(*i))
+                        .unwrap_or(text.len());
+                    sink(&text[..cut]);
+                    sink(&text[cut..]);
+                }
+                Ok(ChatResponse {
+                    content: text,
+                    model: req.model.clone(),
+                    prompt_tokens: 10,
+                    completion_tokens: 3,
+                    duration: Duration::from_millis(1),
+                    done_reason: DoneReason::Stop,
+                })
+            }
+            Script::Unreachable => {
+                // Nothing listens on a port just released.
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .unwrap()
+                    .port();
+                let url = format!("http://127.0.0.1:{port}/api/chat");
+                let source = reqwest::get(&url).await.unwrap_err();
+                Err(LlmError::Connect { url, source })
+            }
             Script::Hang => {
                 std::future::pending::<()>().await;
                 unreachable!()
@@ -123,6 +160,17 @@ fn config(max_concurrent: usize) -> OrchestratorConfig {
         },
         step_timeout: Duration::from_millis(300),
         ..Default::default()
+    }
+}
+
+/// [`config`] with one task at a time and this breaker.
+fn with_breaker(failure_threshold: u32, cooldown: Duration) -> OrchestratorConfig {
+    OrchestratorConfig {
+        breaker: BreakerConfig {
+            failure_threshold,
+            cooldown,
+        },
+        ..config(1)
     }
 }
 
@@ -581,5 +629,97 @@ async fn beyond_max_pending_tasks_submissions_are_refused_not_queued() {
             TaskStatus::Completed
         );
     }
+    o.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_outage_is_waited_out_without_using_up_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    // Six refused connections: the breaker (3 failures) opens twice on the way.
+    let p = Scripted::new(std::iter::repeat_n(Script::Unreachable, 6));
+    let o = start(
+        dir.path(),
+        p.clone(),
+        OrchestratorConfig {
+            max_attempts: 1,
+            ..with_breaker(3, Duration::from_millis(100))
+        },
+    )
+    .await;
+    let mut request = pipeline("outage", &["code_generation"]);
+    request.constraints.max_agents = Some(1);
+    let t = o.submit(request).await.unwrap();
+    let done = o.wait_for(&t.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.error);
+    assert_eq!(
+        p.calls.load(Ordering::SeqCst),
+        7,
+        "6 refused, then answered"
+    );
+    let detail = o.task_detail(&t.id).await.unwrap();
+    assert_eq!(detail.steps[0].attempts, 1, "the outage used no attempt");
+    o.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_the_wait_fails_the_step_with_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Scripted::new(std::iter::repeat_n(Script::Unreachable, 10_000));
+    let o = start(
+        dir.path(),
+        p.clone(),
+        OrchestratorConfig {
+            outage_wait: Duration::from_millis(400),
+            ..with_breaker(2, Duration::from_secs(60))
+        },
+    )
+    .await;
+    let t = o
+        .submit(pipeline("long outage", &["code_generation"]))
+        .await
+        .unwrap();
+    let done = o.wait_for(&t.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Failed);
+    let error = done.error.unwrap_or_default();
+    assert!(
+        error.starts_with("llm_unreachable"),
+        "the cause, not the open breaker: {error}"
+    );
+    // The breaker opened after 2 refusals; the wait then made no more calls.
+    assert_eq!(p.calls.load(Ordering::SeqCst), 2);
+    o.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_carry_no_payload_secrets_while_the_journal_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Scripted::new([Script::Echo]);
+    let o = start(dir.path(), p.clone(), config(1)).await;
+    let mut events = o.subscribe();
+    let mut request = pipeline("secretive", &["code_generation"]);
+    request.constraints.max_agents = Some(1);
+    request.payload = serde_json::json!({"db_password": "hunter22-secret", "rows": 3});
+    let t = o.submit(request).await.unwrap();
+    let done = o.wait_for(&t.id).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Completed, "{:?}", done.error);
+    // The model got the secret and echoed it: the journal keeps the real answer.
+    assert!(done.result.unwrap().to_string().contains("hunter22-secret"));
+    let (mut tokens, mut completed) = (String::new(), None);
+    while completed.is_none() {
+        match events.recv().await.unwrap() {
+            sutazai_orchestrator::Event::StepToken { text, .. } => tokens.push_str(&text),
+            sutazai_orchestrator::Event::TaskCompleted { result, .. } => completed = Some(result),
+            _ => {}
+        }
+    }
+    let completed = completed.unwrap().to_string();
+    assert!(
+        tokens.contains("***") && !tokens.contains("hunter22-secret"),
+        "{tokens}"
+    );
+    assert!(
+        completed.contains("***") && !completed.contains("hunter22-secret"),
+        "{completed}"
+    );
     o.shutdown().await;
 }

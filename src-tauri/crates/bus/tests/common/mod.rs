@@ -112,6 +112,14 @@ impl TestRedis {
         }
     }
 
+    /// Kills the private server with SIGKILL (no shutdown, no final AOF write) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     fn ping(&self) -> bool {
         Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "ping"])
