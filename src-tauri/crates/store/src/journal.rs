@@ -26,7 +26,7 @@ use crate::codec::{StepRow, TaskRow, TaskUpdateRow};
 use crate::performance::{self, PerformanceStats};
 use crate::queries::{self, AgentStats};
 use crate::writer::{self, Counters, Msg, Op, Write};
-use crate::{StoreError, schema};
+use crate::{StoreError, checkpoint, schema};
 
 /// Idle read connections kept for reuse. Reads beyond this many at once open extra
 /// connections that are closed after use, so a burst never blocks on the pool.
@@ -34,6 +34,8 @@ const MAX_IDLE_READERS: usize = 4;
 
 /// The name of the writer thread, as it shows in `top -H`, debuggers and panics.
 const WRITER_THREAD: &str = "sutazai-journal-writer";
+/// The name of the checkpoint thread ([`checkpoint`]).
+const CHECKPOINT_THREAD: &str = "sutazai-journal-checkpoint";
 
 /// The durable record of every task and step: what lets a killed process resume
 /// unfinished tasks without re-running (and re-paying for) finished steps.
@@ -95,13 +97,34 @@ impl Journal {
         // Open one reader now so that a file readers cannot open fails here, not on the
         // first API request.
         let reader = schema::open_reader(path)?;
+        let checkpointer = checkpoint::open(path).map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let stop = checkpoint::Stop::default();
+        std::thread::Builder::new()
+            .name(CHECKPOINT_THREAD.to_owned())
+            .spawn({
+                let stop = stop.clone();
+                move || checkpoint::run(checkpointer, stop)
+            })
+            .map_err(StoreError::Spawn)?;
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
         let thread_counters = Arc::clone(&counters);
-        std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(WRITER_THREAD.to_owned())
-            .spawn(move || writer::run(conn, rx, thread_counters))
-            .map_err(StoreError::Spawn)?;
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    writer::run(conn, rx, thread_counters);
+                    stop.stop();
+                }
+            });
+        if let Err(e) = spawned {
+            stop.stop();
+            return Err(StoreError::Spawn(e));
+        }
         Ok(Journal {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),

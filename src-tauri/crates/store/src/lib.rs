@@ -14,6 +14,8 @@
 //! - [`journal`]: [`Journal`] (the cloneable handle: writes, reads, close) and [`Commit`]
 //!   (the future of one write, enqueued eagerly).
 //! - `writer`: the dedicated `sutazai-journal-writer` thread and its batching loop.
+//! - `checkpoint`: the `sutazai-journal-checkpoint` thread, which copies the WAL into the
+//!   database file beside the writer so no commit waits on a checkpoint's `fsync`.
 //! - `queries`: the read queries, run on tokio's blocking threads over read-only
 //!   connections; defines [`AgentStats`].
 //! - [`performance`]: the windowed figures of `/analytics/performance` (per agent, overall
@@ -28,6 +30,7 @@ pub mod error;
 pub mod journal;
 pub mod performance;
 
+mod checkpoint;
 mod codec;
 mod queries;
 mod schema;

@@ -907,3 +907,39 @@ fn journal_is_a_cheap_shareable_handle() {
     fn assert_error<E: std::error::Error + Send + Sync + 'static>() {}
     assert_error::<StoreError>();
 }
+
+/// The writer never checkpoints (a commit must not wait on a checkpoint's `fsync`): the
+/// checkpoint thread copies the WAL into the database file beside it, and leaves the WAL
+/// empty when the journal closes.
+#[tokio::test]
+async fn the_wal_is_checkpointed_beside_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let journal = Journal::open(&path).unwrap();
+    let before = std::fs::metadata(&path).unwrap().len();
+    let commits: Vec<_> = (0..3000)
+        .map(|i| journal.insert_task(&task(&format!("t{i:05}"), at(i64::from(i), 0))))
+        .collect();
+    for c in commits {
+        c.await.unwrap();
+    }
+    let began = std::time::Instant::now();
+    while std::fs::metadata(&path).unwrap().len() <= before {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(10),
+            "nothing was copied into the database file"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(journal.list_tasks(None, 5000).await.unwrap().len(), 3000);
+    journal.close().await;
+    let wal = path.with_extension("sqlite3-wal");
+    let began = std::time::Instant::now();
+    while std::fs::metadata(&wal).map_or(0, |m| m.len()) > 0 {
+        assert!(
+            began.elapsed() < std::time::Duration::from_secs(10),
+            "the WAL was not truncated at close"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
