@@ -128,11 +128,19 @@ async fn the_api_is_served_over_tls_with_auth_beyond_loopback() {
         .as_str()
         .unwrap()
         .to_owned();
+    // The chain file carries the CA too, so the CLI (which trusts that file) gets it.
+    let chain = dir.path().join("chain.crt");
+    let mut pem_chain = std::fs::read(&cert).unwrap();
+    pem_chain.extend(std::fs::read(dir.path().join("ca.crt")).unwrap());
+    std::fs::write(&chain, pem_chain).unwrap();
+    let tls_env = |cmd: &mut Command| {
+        cmd.env("ORCHESTRATION_API_HOST", "0.0.0.0")
+            .env("SUTAZAI_TLS_CERT", &chain)
+            .env("SUTAZAI_TLS_KEY", &key);
+    };
     let mut cmd = headless_command(&bin, &dead_llm, port, &data);
-    cmd.env("ORCHESTRATION_API_HOST", "0.0.0.0")
-        .env("SUTAZAI_TLS_CERT", &cert)
-        .env("SUTAZAI_TLS_KEY", &key)
-        .env_remove("ENABLE_AUTH")
+    tls_env(&mut cmd);
+    cmd.env_remove("ENABLE_AUTH")
         .stdout(Stdio::piped())
         .arg("serve");
     let mut child = cmd.spawn().unwrap();
@@ -220,4 +228,26 @@ async fn the_api_is_served_over_tls_with_auth_beyond_loopback() {
         .expect("a message");
     let first: Value = serde_json::from_str(first.to_text().unwrap()).unwrap();
     println!("wss: 101, first message type {}", first["type"]);
+
+    // The CLI's client commands reach it over TLS, trusting the configured chain.
+    let mut status = headless_command(&bin, &dead_llm, port, &data);
+    tls_env(&mut status);
+    let out = status
+        .env("SUTAZAI_API_TOKEN", &api_key)
+        .args(["--json", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let health = status
+        .pointer("/status/status")
+        .or_else(|| status.get("status"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(health.is_string(), "{status}");
+    println!("cli: `sutazai status` over https: status {health}");
 }

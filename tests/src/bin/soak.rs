@@ -114,6 +114,17 @@ struct World {
     concurrency: usize,
 }
 
+impl Drop for World {
+    /// However the run ends, the server it started does not outlive it (the LLM and Redis
+    /// stop with their own guards).
+    fn drop(&mut self) {
+        if let Some(mut child) = self.serve.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl World {
     fn llm_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.llm_port)

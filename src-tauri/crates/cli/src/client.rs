@@ -80,6 +80,24 @@ pub struct ApiClient {
     http: reqwest::Client,
     /// Sent as the bearer credential (`--token`, `SUTAZAI_API_TOKEN`).
     token: Option<String>,
+    /// Certificates trusted besides the system's (the server's own TLS chain).
+    roots: Vec<reqwest::Certificate>,
+    /// Sent with every request (the bearer).
+    headers: reqwest::header::HeaderMap,
+}
+
+fn http_client(
+    roots: &[reqwest::Certificate],
+    headers: &reqwest::header::HeaderMap,
+) -> reqwest::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .default_headers(headers.clone());
+    for root in roots {
+        builder = builder.add_root_certificate(root.clone());
+    }
+    builder.build()
 }
 
 impl ApiClient {
@@ -99,16 +117,31 @@ impl ApiClient {
         if base.cannot_be_a_base() || base.host_str().is_none() {
             return Err(invalid("the URL has no host".to_owned()));
         }
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
+        let headers = reqwest::header::HeaderMap::new();
+        let http = http_client(&[], &headers)
             .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
         Ok(ApiClient {
             base,
             http,
             token: None,
+            roots: Vec::new(),
+            headers,
         })
+    }
+
+    /// The same client also trusting the certificates in `pem` (the server's
+    /// `SUTAZAI_TLS_CERT` chain: a private CA in it makes its certificates trusted).
+    pub fn trusting(mut self, pem: &[u8]) -> Result<ApiClient, ClientError> {
+        let invalid = |reason: String| ClientError::InvalidUrl {
+            url: self.base.to_string(),
+            reason,
+        };
+        let roots = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| invalid(format!("the TLS certificate file is not PEM: {e}")))?;
+        self.roots.extend(roots);
+        self.http = http_client(&self.roots, &self.headers)
+            .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
+        Ok(self)
     }
 
     /// The same client sending `Authorization: Bearer <token>` (an access token or an API
@@ -126,13 +159,8 @@ impl ApiClient {
                 invalid("the API token contains characters a header cannot carry".to_owned())
             })?;
         value.set_sensitive(true);
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-        self.http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .default_headers(headers)
-            .build()
+        self.headers.insert(reqwest::header::AUTHORIZATION, value);
+        self.http = http_client(&self.roots, &self.headers)
             .map_err(|e| invalid(format!("cannot build the HTTP client: {e}")))?;
         self.token = Some(token);
         Ok(self)

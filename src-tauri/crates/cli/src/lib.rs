@@ -127,13 +127,28 @@ pub fn main_with(cli: Cli) -> anyhow::Result<()> {
         | Command::Alerts(_)
         | Command::Metrics(_) => {
             init_tracing(&client_log_level());
-            let base = match &cli.api {
-                Some(url) => url.clone(),
-                None => Settings::load(cli.config.as_deref())
-                    .context("loading settings to find the server (or pass --api URL)")?
-                    .api_base_url(),
+            // From the settings: the server's address, and its TLS chain to trust.
+            let (base, chain) = match &cli.api {
+                Some(url) => (url.clone(), None),
+                None => {
+                    let settings = Settings::load(cli.config.as_deref())
+                        .context("loading settings to find the server (or pass --api URL)")?;
+                    let chain = match &settings.tls {
+                        Some(files) => Some(std::fs::read(&files.cert).with_context(|| {
+                            format!("reading SUTAZAI_TLS_CERT {}", files.cert.display())
+                        })?),
+                        None => None,
+                    };
+                    (settings.api_base_url(), chain)
+                }
             };
-            let client = match ApiClient::new(&base).and_then(|c| c.with_token(cli.token.clone())) {
+            let client = match ApiClient::new(&base)
+                .and_then(|c| match &chain {
+                    Some(pem) => c.trusting(pem),
+                    None => Ok(c),
+                })
+                .and_then(|c| c.with_token(cli.token.clone()))
+            {
                 Ok(client) => client,
                 Err(e) => exit_with_client_error(&e),
             };

@@ -3,8 +3,9 @@
 //! health, recent success and error rates, response time and load; the tasks running and
 //! waiting, and those interrupted by the last stop; the bus's traffic and dead letters; the
 //! CPU and memory of every managed container; whether each dependency answers
-//! (`dependency_up`: the message bus, every configured LLM endpoint, and the Docker engine
-//! once it has been seen in this process, so a machine without Docker gets no alert). Every
+//! (`dependency_up`: the message bus, the default LLM endpoint and every other one once it
+//! has answered, and the Docker engine once it has been seen in this process, so a machine
+//! without Docker gets no alert). Every
 //! observation feeds both the alert rules and the time series.
 
 use std::sync::{Arc, Mutex};
@@ -170,7 +171,9 @@ fn app_observations(
             ));
             out.push(app("tasks_interrupted", stats.tasks_interrupted as f64));
             let bus = tokio::time::timeout(BUS_STATS_TIMEOUT, orchestrator.bus().stats()).await;
-            out.push(dependency("message_bus", matches!(bus, Ok(Ok(_)))));
+            // Away: no answer in time, or the bus says it cannot reach its server.
+            let away = matches!(bus, Err(_) | Ok(Err(sutazai_bus::BusError::Unavailable(_))));
+            out.push(dependency("message_bus", !away));
             if let Ok(Ok(bus)) = bus {
                 out.push(app(
                     "bus_messages_per_minute",
@@ -234,29 +237,51 @@ fn agent_observations(orchestrator: &Orchestrator) -> Vec<Observation> {
     out
 }
 
-/// Every [`LLM_PROBE_INTERVAL`], whether each configured LLM provider lists its models
-/// within [`LLM_PROBE_TIMEOUT`] (`dependency_up`, subject `llm:<provider>`), probed
-/// together.
+/// Every [`LLM_PROBE_INTERVAL`], whether each configured LLM provider answers (lists its
+/// models within [`LLM_PROBE_TIMEOUT`]; an answer that is an error — a refused key — is
+/// still an answer), probed together, as `dependency_up` with subject `llm:<provider>`.
+/// The default provider is watched from the start; another only once it has answered, so
+/// a provider configured but never run (the built-in `ollama` of an OpenAI-only setup)
+/// raises nothing.
 async fn llm_probe_loop(
     orchestrator: Orchestrator,
     cache: Arc<Mutex<Vec<Observation>>>,
     shutdown: CancellationToken,
 ) {
+    let mut seen: std::collections::HashSet<String> =
+        std::iter::once(orchestrator.default_model().0.to_owned()).collect();
     loop {
         let probes = orchestrator.providers().iter().map(|(name, provider)| {
             let (name, provider) = (name.clone(), provider.clone());
             async move {
-                let up = matches!(
-                    tokio::time::timeout(LLM_PROBE_TIMEOUT, provider.list_models()).await,
-                    Ok(Ok(_))
-                );
-                dependency(&format!("llm:{name}"), up)
+                use sutazai_llm::LlmError;
+                let up = match tokio::time::timeout(LLM_PROBE_TIMEOUT, provider.list_models()).await
+                {
+                    Err(_) => false,
+                    Ok(Ok(_)) => true,
+                    Ok(Err(e)) => !matches!(
+                        e,
+                        LlmError::Connect { .. }
+                            | LlmError::Transport { .. }
+                            | LlmError::Timeout { .. }
+                    ),
+                };
+                (name, up)
             }
         });
-        let fresh = tokio::select! {
+        let answers = tokio::select! {
             () = shutdown.cancelled() => return,
-            fresh = futures::future::join_all(probes) => fresh,
+            answers = futures::future::join_all(probes) => answers,
         };
+        let mut fresh = Vec::new();
+        for (name, up) in answers {
+            if up {
+                seen.insert(name.clone());
+            }
+            if seen.contains(&name) {
+                fresh.push(dependency(&format!("llm:{name}"), up));
+            }
+        }
         *cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;

@@ -598,10 +598,11 @@ impl Settings {
             "::" | "[::]" => "::1",
             other => other,
         };
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         if host.contains(':') && !host.starts_with('[') {
-            format!("http://[{host}]:{}", self.port)
+            format!("{scheme}://[{host}]:{}", self.port)
         } else {
-            format!("http://{host}:{}", self.port)
+            format!("{scheme}://{host}:{}", self.port)
         }
     }
 

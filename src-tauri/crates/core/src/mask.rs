@@ -128,6 +128,78 @@ impl SensitiveFields {
     }
 }
 
+/// Redacts secrets from text that arrives in pieces (streamed tokens): the tail that could
+/// be the start of a secret is held back until the next piece shows whether it is, so a
+/// secret split across pieces is still replaced whole. [`StreamRedactor::finish`] gives
+/// what is held at the end.
+#[derive(Debug, Default)]
+pub struct StreamRedactor {
+    secrets: Vec<String>,
+    /// Each secret and its JSON-escaped form (what [`redact`] replaces).
+    forms: Vec<String>,
+    /// Bytes held back: one less than the longest form.
+    hold: usize,
+    pending: String,
+}
+
+impl StreamRedactor {
+    /// A redactor of `secrets` (as [`SensitiveFields::secrets_in`] finds them).
+    pub fn new(secrets: Vec<String>) -> StreamRedactor {
+        let mut forms = Vec::new();
+        for secret in secrets
+            .iter()
+            .filter(|s| s.chars().count() >= MIN_REDACTED_CHARS)
+        {
+            forms.push(secret.clone());
+            let escaped = serde_json::to_string(secret).unwrap_or_default();
+            let escaped = escaped.trim_matches('"');
+            if escaped != secret.as_str() {
+                forms.push(escaped.to_owned());
+            }
+        }
+        let hold = forms.iter().map(String::len).max().unwrap_or(1) - 1;
+        StreamRedactor {
+            secrets,
+            forms,
+            hold,
+            pending: String::new(),
+        }
+    }
+
+    /// Takes the next piece; returns the text that is safe to show now (maybe empty).
+    pub fn push(&mut self, piece: &str) -> String {
+        if self.forms.is_empty() {
+            return piece.to_owned();
+        }
+        self.pending.push_str(piece);
+        let mut cut = self.pending.len().saturating_sub(self.hold);
+        while !self.pending.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        // A secret that straddles the cut is whole already: it goes out (replaced) now.
+        loop {
+            let straddling = self.forms.iter().find_map(|form| {
+                self.pending
+                    .match_indices(form.as_str())
+                    .map(|(at, found)| at + found.len())
+                    .find(|end| *end > cut && end - form.len() < cut)
+            });
+            match straddling {
+                Some(end) => cut = end,
+                None => break,
+            }
+        }
+        let out = redact(&self.pending[..cut], &self.secrets);
+        self.pending.drain(..cut);
+        out
+    }
+
+    /// What is still held back, redacted; the redactor is empty afterwards.
+    pub fn finish(&mut self) -> String {
+        redact(&std::mem::take(&mut self.pending), &self.secrets)
+    }
+}
+
 /// Every string in `value` (at any depth) [`redact`]ed of `secrets`.
 pub fn redact_value(value: &mut Value, secrets: &[String]) {
     if !secrets.is_empty() {
@@ -238,5 +310,27 @@ mod tests {
         let fields = SensitiveFields::parse("pin, , PIN");
         assert_eq!(fields.names(), ["pin"]);
         assert!(SensitiveFields::parse("").names().is_empty());
+    }
+
+    #[test]
+    fn a_secret_split_across_streamed_pieces_is_still_redacted() {
+        let secret = "hunter22-secret".to_owned();
+        let text = format!("the password is {secret}, and \"{secret}\" again. Done.");
+        // Every way of cutting the text into pieces of 1 to 7 bytes.
+        for size in 1..=7 {
+            let mut r = StreamRedactor::new(vec![secret.clone()]);
+            let mut out = String::new();
+            let bytes = text.as_bytes();
+            for piece in bytes.chunks(size) {
+                out.push_str(&r.push(std::str::from_utf8(piece).unwrap()));
+            }
+            out.push_str(&r.finish());
+            assert!(!out.contains("hunter"), "pieces of {size}: {out}");
+            assert_eq!(out, text.replace(&secret, MASK), "pieces of {size}");
+        }
+        // No secrets: pieces pass through at once.
+        let mut plain = StreamRedactor::new(Vec::new());
+        assert_eq!(plain.push("abc"), "abc");
+        assert_eq!(plain.finish(), "");
     }
 }

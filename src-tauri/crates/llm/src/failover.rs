@@ -254,10 +254,16 @@ pub fn same_family(wanted: &str, candidates: &[ModelInfo]) -> Option<String> {
         if continues {
             continue;
         }
+        // A one-word tag (`8b`) must be a word of the rest; a compound one
+        // (`8b-instruct-q4_k_m`) must appear in it as written.
+        let compound = tag.contains(|c: char| !c.is_ascii_alphanumeric() && c != '.');
         let tagged = !tag.is_empty()
-            && rest
-                .split(|c: char| !c.is_ascii_alphanumeric() && c != '.')
-                .any(|token| token == tag);
+            && if compound {
+                rest.contains(&tag)
+            } else {
+                rest.split(|c: char| !c.is_ascii_alphanumeric() && c != '.')
+                    .any(|token| token == tag)
+            };
         if best.is_none_or(|(b, _)| tagged && !b) {
             best = Some((tagged, &candidate.name));
         }
@@ -312,6 +318,15 @@ mod tests {
             same_family("phi:2.7b", &models(&["phi3-mini", "phi-2.7b", "phi"])).as_deref(),
             Some("phi-2.7b"),
             "the tagged one of the family"
+        );
+        assert_eq!(
+            same_family(
+                "llama3.1:8b-instruct-q4_K_M",
+                &models(&["llama3.1-70b", "llama3.1-8b-instruct-q4_K_M.gguf"])
+            )
+            .as_deref(),
+            Some("llama3.1-8b-instruct-q4_K_M.gguf"),
+            "a compound tag as written"
         );
         assert_eq!(
             same_family(

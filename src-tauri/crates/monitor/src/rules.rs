@@ -141,15 +141,22 @@ pub fn default_rules() -> Vec<Rule> {
             600,
             Critical,
         ),
-        rule("dependency_down", "dependency_up", Below, 1.0, 10, Critical),
-        rule(
-            "tasks_interrupted",
-            "tasks_interrupted",
-            Above,
-            0.0,
-            0,
-            Warning,
-        ),
+        // Every outage and every interrupted start counts: no cooldown.
+        Rule {
+            cooldown_seconds: 0,
+            ..rule("dependency_down", "dependency_up", Below, 1.0, 10, Critical)
+        },
+        Rule {
+            cooldown_seconds: 0,
+            ..rule(
+                "tasks_interrupted",
+                "tasks_interrupted",
+                Above,
+                0.0,
+                0,
+                Warning,
+            )
+        },
         rule(
             "gpu_memory_high",
             "gpu_memory_percent",
@@ -577,6 +584,20 @@ mod tests {
         assert!(
             matches!(&back[..], [AlertChange::Resolved { .. }]),
             "{back:?}"
+        );
+        // A second outage a minute later is alerted too (no cooldown).
+        assert!(
+            e.observe(at(80), &obs("dependency_up", "llm:ollama", 0.0))
+                .is_empty()
+        );
+        assert_eq!(
+            fired(&e.observe(at(90), &obs("dependency_up", "llm:ollama", 0.0))),
+            1
+        );
+        assert_eq!(
+            e.observe(at(91), &obs("dependency_up", "llm:ollama", 1.0))
+                .len(),
+            1
         );
 
         let now = e.observe(at(30), &obs("tasks_interrupted", "app", 3.0));

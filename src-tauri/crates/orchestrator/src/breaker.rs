@@ -34,9 +34,18 @@ pub enum BreakerState {
         /// End of the cool-down.
         until: Instant,
     },
-    /// One trial call is in flight; its outcome closes or re-opens the breaker.
-    HalfOpen,
+    /// One trial call is in flight since `since`; its outcome closes or re-opens the
+    /// breaker. A trial whose outcome never comes (its step was cancelled or abandoned)
+    /// lets another caller try after [`TRIAL_LEASE`].
+    HalfOpen {
+        /// When the trial began.
+        since: Instant,
+    },
 }
+
+/// How long a half-open breaker waits for its trial's outcome before letting another
+/// caller try.
+pub const TRIAL_LEASE: Duration = Duration::from_secs(60);
 
 /// One breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,11 +68,15 @@ impl Breaker {
         match self.state {
             BreakerState::Closed { .. } => Ok(()),
             BreakerState::Open { until } if now >= until => {
-                self.state = BreakerState::HalfOpen;
+                self.state = BreakerState::HalfOpen { since: now };
                 Ok(())
             }
             BreakerState::Open { until } => Err(until - now),
-            BreakerState::HalfOpen => Err(Duration::from_millis(100)),
+            BreakerState::HalfOpen { since } if now.duration_since(since) >= TRIAL_LEASE => {
+                self.state = BreakerState::HalfOpen { since: now };
+                Ok(())
+            }
+            BreakerState::HalfOpen { since } => Err(TRIAL_LEASE - now.duration_since(since)),
         }
     }
 
@@ -95,7 +108,7 @@ impl Breaker {
         match self.state {
             BreakerState::Closed { .. } => false,
             BreakerState::Open { until } => now < until,
-            BreakerState::HalfOpen => true,
+            BreakerState::HalfOpen { .. } => true,
         }
     }
 
@@ -124,11 +137,19 @@ mod tests {
         assert_eq!(b.try_acquire(t0), Err(Duration::from_secs(10)));
         let later = t0 + Duration::from_secs(11);
         assert!(b.try_acquire(later).is_ok());
-        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert_eq!(b.state(), BreakerState::HalfOpen { since: later });
         assert!(
             b.try_acquire(later).is_err(),
             "only one trial while half-open"
         );
+        // A trial whose outcome never comes (its step was abandoned) does not hold the
+        // breaker half-open for good.
+        let lease_over = later + TRIAL_LEASE;
+        assert!(
+            b.try_acquire(lease_over).is_ok(),
+            "another trial after the lease"
+        );
+        assert!(b.try_acquire(lease_over).is_err());
         assert!(b.on_failure(later, &config), "a failed trial re-opens");
         let much_later = later + Duration::from_secs(11);
         assert!(b.try_acquire(much_later).is_ok());

@@ -18,6 +18,7 @@ use chrono::Utc;
 use futures::future::try_join_all;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sutazai_core::mask::StreamRedactor;
 use sutazai_core::{
     AgentState, CommunicationPattern, CoordinationPattern, Message, MessageType, Priority, Step,
     StepKind, StepStatus, Task, TaskStatus, ids,
@@ -618,23 +619,14 @@ impl Run {
             seed: Some(42),
             trace: Some(format!("{task_id}/{key}")),
         };
-        let sink_task = task_id.clone();
-        let sink_key = key.to_owned();
-        let sink_agent = agent_id.to_owned();
-        let events = inner.events.clone();
-        let secrets = self.secrets.clone();
-        let sink = move |text: &str| {
-            if events.receiver_count() > 0 {
-                // Per streamed chunk: a secret split across two chunks is not caught here
-                // (the finished step and the task's answers are redacted whole).
-                let _ = events.send(Event::StepToken {
-                    task_id: sink_task.clone(),
-                    step: sink_key.clone(),
-                    agent_id: sink_agent.clone(),
-                    text: sutazai_core::mask::redact(text, &secrets),
-                });
-            }
+        let stream = TokenStream {
+            inner,
+            task_id,
+            step: key,
+            agent_id,
+            redactor: Mutex::new(StreamRedactor::new(self.secrets.to_vec())),
         };
+        let sink = |text: &str| stream.push(text);
 
         let mut call = StepRequest {
             kind: "step".into(),
@@ -660,15 +652,17 @@ impl Run {
                 Err(AttemptError::CircuitOpen)
             } else {
                 call.request = request.clone();
-                match dispatch::call(
+                let answer = dispatch::call(
                     &inner.bus,
                     &call,
                     self.task.request.priority,
                     inner.config.step_timeout,
                     &sink,
                 )
-                .await
-                {
+                .await;
+                // What the redactor held back of this attempt's text.
+                stream.flush();
+                match answer {
                     Err(DispatchError::Timeout) => Err(AttemptError::Timeout),
                     Err(DispatchError::Failed {
                         code,
@@ -692,6 +686,12 @@ impl Run {
             match outcome {
                 Ok(response) => {
                     slot.with_breaker(|b| b.on_success());
+                    if let Some((since, retries)) = outage.take() {
+                        tracing::info!(
+                            task_id = %task_id, step = key, agent_id, retries,
+                            "outage over after {:.1} s", since.elapsed().as_secs_f64()
+                        );
+                    }
                     let seconds = response
                         .duration
                         .as_secs_f64()
@@ -722,7 +722,10 @@ impl Run {
                     return Ok(step.output.clone().unwrap_or_default());
                 }
                 Err(error) => {
-                    if !matches!(error, AttemptError::CircuitOpen) {
+                    // The bus being away says nothing about the agent or its endpoint.
+                    if !matches!(error, AttemptError::CircuitOpen)
+                        && error.code() != "bus_unavailable"
+                    {
                         let opened = slot
                             .with_breaker(|b| b.on_failure(Instant::now(), &inner.roster.breaker));
                         if opened {
@@ -820,6 +823,47 @@ impl Run {
             inflight.insert(step.key.clone(), step.clone());
         } else {
             inflight.remove(&step.key);
+        }
+    }
+}
+
+/// A step's streamed text on its way to the event stream, redacted of the payload's
+/// secrets even when one is split across chunks.
+struct TokenStream<'a> {
+    inner: &'a Inner,
+    task_id: &'a str,
+    step: &'a str,
+    agent_id: &'a str,
+    redactor: Mutex<StreamRedactor>,
+}
+
+impl TokenStream<'_> {
+    fn push(&self, text: &str) {
+        let safe = self
+            .redactor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(text);
+        self.send(safe);
+    }
+
+    fn flush(&self) {
+        let rest = self
+            .redactor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .finish();
+        self.send(rest);
+    }
+
+    fn send(&self, text: String) {
+        if !text.is_empty() && self.inner.events.receiver_count() > 0 {
+            let _ = self.inner.events.send(Event::StepToken {
+                task_id: self.task_id.to_owned(),
+                step: self.step.to_owned(),
+                agent_id: self.agent_id.to_owned(),
+                text,
+            });
         }
     }
 }

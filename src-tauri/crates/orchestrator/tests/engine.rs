@@ -31,7 +31,7 @@ enum Script {
     Hang,
     /// A real refused connection (the endpoint is down).
     Unreachable,
-    /// Answers with the prompt it was given, streamed in two halves.
+    /// Answers with the prompt it was given, streamed 3 bytes at a time.
     Echo,
 }
 
@@ -107,12 +107,14 @@ impl Provider for Scripted {
                     .map(|m| m.content.clone())
                     .unwrap_or_default();
                 if let Some(sink) = on_token {
-                    let half = text.len() / 2;
-                    let cut = (half..text.len())
-                        .find(|i| text.is_char_boundary(*i))
-                        .unwrap_or(text.len());
-                    sink(&text[..cut]);
-                    sink(&text[cut..]);
+                    let mut rest = text.as_str();
+                    while !rest.is_empty() {
+                        let cut = (3..=rest.len())
+                            .find(|i| rest.is_char_boundary(*i))
+                            .unwrap_or(rest.len());
+                        sink(&rest[..cut]);
+                        rest = &rest[cut..];
+                    }
                 }
                 Ok(ChatResponse {
                     content: text,
@@ -635,7 +637,8 @@ async fn beyond_max_pending_tasks_submissions_are_refused_not_queued() {
 #[tokio::test]
 async fn an_outage_is_waited_out_without_using_up_attempts() {
     let dir = tempfile::tempdir().unwrap();
-    // Six refused connections: the breaker (3 failures) opens twice on the way.
+    // Six refused connections: the breaker (3 failures) opens, and re-opens after each
+    // refused trial.
     let p = Scripted::new(std::iter::repeat_n(Script::Unreachable, 6));
     let o = start(
         dir.path(),

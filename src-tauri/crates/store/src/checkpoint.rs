@@ -4,11 +4,13 @@
 //! SQLite's automatic checkpoint runs inside the commit that crosses the WAL's size
 //! threshold: that commit then copies pages and, with `synchronous=NORMAL`, waits for
 //! the database file's `fsync` — on a slow disk, hundreds of milliseconds during which
-//! every write queued behind it waits (the `POST /tasks` tail of BENCHMARKS.md). The writer
-//! therefore runs with `wal_autocheckpoint=0`, and this thread runs a `PASSIVE` checkpoint
-//! every [`EVERY`]: it works beside the writer (never taking the write lock, never waiting
-//! on readers) and the writer restarts the WAL from the top once a checkpoint finished. A
-//! final `TRUNCATE` checkpoint when the journal closes leaves an empty WAL.
+//! every write queued behind it waits (the `POST /tasks` tail of BENCHMARKS.md). This
+//! thread runs a `PASSIVE` checkpoint every [`EVERY`]: it works beside the writer (never
+//! taking the write lock, never waiting on readers) and the writer restarts the WAL from
+//! the top once a checkpoint finished. The writer's own automatic checkpoint is kept only
+//! as a backstop, at [`BACKSTOP_PAGES`] instead of SQLite's 1,000, should this thread fall
+//! behind. When the writer thread ends (the journal closed or dropped, or a panic) this
+//! thread makes a last `TRUNCATE` checkpoint and ends too; `close()` does not wait for it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +21,8 @@ use rusqlite::Connection;
 
 /// Between checkpoints.
 pub(crate) const EVERY: Duration = Duration::from_millis(200);
+/// WAL pages (4 KiB) past which a commit checkpoints itself anyway.
+pub(crate) const BACKSTOP_PAGES: u32 = 16_384;
 
 /// Set to stop the checkpointer, which then checkpoints a last time and ends.
 #[derive(Debug, Clone, Default)]
@@ -29,8 +33,22 @@ impl Stop {
         self.0.store(true, Ordering::Release);
     }
 
+    /// A guard that stops the checkpointer when dropped, however its holder ends.
+    pub(crate) fn on_drop(self) -> StopOnDrop {
+        StopOnDrop(self)
+    }
+
     fn stopped(&self) -> bool {
         self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Stops the checkpointer when dropped (held by the writer thread, panics included).
+pub(crate) struct StopOnDrop(Stop);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }
 

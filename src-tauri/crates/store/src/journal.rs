@@ -115,10 +115,10 @@ impl Journal {
         let spawned = std::thread::Builder::new()
             .name(WRITER_THREAD.to_owned())
             .spawn({
-                let stop = stop.clone();
+                let stop = stop.clone().on_drop();
                 move || {
+                    let _stop = stop;
                     writer::run(conn, rx, thread_counters);
-                    stop.stop();
                 }
             });
         if let Err(e) = spawned {

@@ -112,9 +112,14 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(open_err)?;
-    // Checkpoints run on their own thread (`checkpoint.rs`), never inside a commit.
-    conn.pragma_update(None, "wal_autocheckpoint", 0)
-        .map_err(open_err)?;
+    // Checkpoints run on their own thread (`checkpoint.rs`), not inside a commit; this
+    // much larger threshold is only the backstop should that thread fall behind.
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        crate::checkpoint::BACKSTOP_PAGES,
+    )
+    .map_err(open_err)?;
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(open_err)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

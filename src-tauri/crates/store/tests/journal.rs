@@ -908,9 +908,9 @@ fn journal_is_a_cheap_shareable_handle() {
     assert_error::<StoreError>();
 }
 
-/// The writer never checkpoints (a commit must not wait on a checkpoint's `fsync`): the
-/// checkpoint thread copies the WAL into the database file beside it, and leaves the WAL
-/// empty when the journal closes.
+/// The writer does not checkpoint below its backstop (a commit must not wait on a
+/// checkpoint's `fsync`): the checkpoint thread copies the WAL into the database file beside
+/// it.
 #[tokio::test]
 async fn the_wal_is_checkpointed_beside_the_writer() {
     let dir = tempfile::tempdir().unwrap();
@@ -932,14 +932,4 @@ async fn the_wal_is_checkpointed_beside_the_writer() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(journal.list_tasks(None, 5000).await.unwrap().len(), 3000);
-    journal.close().await;
-    let wal = path.with_extension("sqlite3-wal");
-    let began = std::time::Instant::now();
-    while std::fs::metadata(&wal).map_or(0, |m| m.len()) > 0 {
-        assert!(
-            began.elapsed() < std::time::Duration::from_secs(10),
-            "the WAL was not truncated at close"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
 }
