@@ -37,7 +37,7 @@ start_app() {
     HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config" \
     ORCHESTRATION_API_HOST=127.0.0.1 ORCHESTRATION_API_PORT="$port" \
     SUTAZAI_DATA_DIR="$work/${DATA:-data}" SUTAZAI_AGENTS_DIR="$work/${DATA:-data}/agents" \
-    OLLAMA_API_URL=http://127.0.0.1:9 SUTAZAI_MAX_ATTEMPTS=1 LOG_LEVEL=info \
+    OLLAMA_API_URL=http://127.0.0.1:9 SUTAZAI_MAX_ATTEMPTS=1 SUTAZAI_OUTAGE_WAIT=1 LOG_LEVEL=info \
     DOCKER_HOST=unix:///nonexistent/sutazai-desktop-test.sock \
     "$BIN" >>"$work/app.log" 2>&1 &
   app_pid=$!

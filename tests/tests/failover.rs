@@ -37,7 +37,9 @@ async fn a_dead_provider_falls_back_to_another_serving_the_same_family() {
         cmd.env_remove("OLLAMA_API_URL")
             .env("SUTAZAI_CONFIG", &file)
             // One attempt per step: what answers is the provider, not a retry.
-            .env("SUTAZAI_MAX_ATTEMPTS", "1");
+            .env("SUTAZAI_MAX_ATTEMPTS", "1")
+            // Without a fallback the dead endpoint fails the step after 1 s of waiting.
+            .env("SUTAZAI_OUTAGE_WAIT", "1");
         let serve = start_serve(cmd, &base).await;
         let before = llm.requests().await.unwrap().len();
         let id = submit_one_step_task(&base, "fallback").await;

@@ -380,6 +380,8 @@ async fn a_failing_agent_alerts_the_websocket_email_and_slack() {
             .env("SUTAZAI_ALERT_EMAIL_TO", "ops@localhost")
             .env("SUTAZAI_ALERT_SLACK_WEBHOOK", &hook)
             .env("SUTAZAI_MAX_ATTEMPTS", "1")
+            // The endpoint's stop below must fail steps, not be waited out.
+            .env("SUTAZAI_OUTAGE_WAIT", "1")
             .stdout(Stdio::null())
             .arg("serve")
             .spawn()

@@ -67,6 +67,8 @@ impl Sandbox {
             )
             .env("DOCKER_HOST", format!("tcp://127.0.0.1:{}", self.llm_port))
             .env("SUTAZAI_MAX_ATTEMPTS", "1")
+            // The model is unreachable on purpose: fail at once rather than wait it out.
+            .env("SUTAZAI_OUTAGE_WAIT", "1")
             .env("LOG_LEVEL", "info")
             .current_dir(self.path())
             .stdin(Stdio::null());
