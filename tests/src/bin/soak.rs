@@ -288,9 +288,8 @@ async fn rss_sampler(shared: Arc<Shared>) {
     }
 }
 
-/// The server's `/status` figures: (queued + running + awaiting approval, completed and
-/// failed since it started).
-async fn progress(shared: &Shared) -> Option<(u64, u64)> {
+/// The server's unfinished tasks (queued, running, awaiting approval), from `/status`.
+async fn unfinished(shared: &Shared) -> Option<u64> {
     let v: Value = shared
         .client
         .get(format!("{}/status", shared.base))
@@ -301,10 +300,7 @@ async fn progress(shared: &Shared) -> Option<(u64, u64)> {
         .await
         .ok()?;
     let n = |p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
-    Some((
-        n("/queued_tasks") + n("/active_tasks") + n("/awaiting_approval"),
-        n("/tasks/failed"),
-    ))
+    Some(n("/queued_tasks") + n("/active_tasks") + n("/awaiting_approval"))
 }
 
 /// Waits until alert `rule`/`subject` fired at or after `since` and resolved; returns
@@ -417,7 +413,7 @@ async fn inject(
             world.kill_serve(shared);
             let up = world.start_serve(shared).await?;
             drop(gate);
-            let resumed = progress(shared).await.map_or(0, |p| p.0);
+            let resumed = unfinished(shared).await.unwrap_or(0);
             (
                 format!(
                     "`kill -9` of serve; the new process answered after {:.1} s with {resumed} unfinished tasks",
@@ -602,7 +598,7 @@ async fn main() -> Result<()> {
                 None => next_fault_at = Instant::now() + Duration::from_secs(86_400),
             }
         }
-        let Some((unfinished, _)) = progress(&shared).await else {
+        let Some(unfinished) = unfinished(&shared).await else {
             continue;
         };
         if started.elapsed().as_secs().is_multiple_of(30) {
@@ -690,6 +686,15 @@ async fn main() -> Result<()> {
             repeated_unexplained += 1;
         }
     }
+    // Without a cut-off call, a step runs again only when Redis lost the record that it was
+    // handled (AOF `everysec` may lose the last second): expected with the redis fault,
+    // a failure without it.
+    let redis_fault = faults.iter().any(|f| f == "redis");
+    if repeated_unexplained > 0 && !redis_fault {
+        failures.push(format!(
+            "{repeated_unexplained} steps called again without a cut-off call"
+        ));
+    }
     let tasks_called = calls
         .keys()
         .filter_map(|k| k.split('/').next())
@@ -719,7 +724,12 @@ async fn main() -> Result<()> {
     );
     let _ = writeln!(
         out,
-        "- steps: {steps}, by attempts {attempts:?}; the LLM saw calls for {tasks_called} tasks, calls per step {per_step:?}; steps called again without a cut-off call before: {repeated_unexplained}"
+        "- steps: {steps}, by attempts {attempts:?}; the LLM saw calls for {tasks_called} tasks, calls per step {per_step:?}; steps called again without a cut-off call before: {repeated_unexplained}{}",
+        if repeated_unexplained > 0 && redis_fault {
+            " (allowed with the redis fault: AOF `everysec` may lose the mark that a request was handled, and it is delivered again)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(
         out,

@@ -34,6 +34,19 @@ async fn hang_up_server() -> (String, Arc<AtomicUsize>) {
     (url, count)
 }
 
+/// The test model behind its OpenAI-compatible API, as the fallback provider `llamacpp`.
+fn openai_fallback(url: &str) -> Arc<dyn Provider> {
+    Arc::new(
+        OpenAiProvider::new(
+            "llamacpp",
+            &format!("{url}/v1"),
+            None,
+            ProviderOptions::default(),
+        )
+        .unwrap(),
+    )
+}
+
 fn request(model: &str) -> ChatRequest {
     ChatRequest {
         temperature: Some(0.0),
@@ -48,15 +61,7 @@ async fn a_failing_primary_is_answered_by_the_fallback_and_its_breaker_opens_and
     let (broken, attempts) = hang_up_server().await;
     let primary: Arc<dyn Provider> =
         Arc::new(OllamaProvider::new("ollama", &broken, ProviderOptions::default()).unwrap());
-    let fallback: Arc<dyn Provider> = Arc::new(
-        OpenAiProvider::new(
-            "llamacpp",
-            &format!("{url}/v1"),
-            None,
-            ProviderOptions::default(),
-        )
-        .unwrap(),
-    );
+    let fallback = openai_fallback(&url);
     let failover = Failover::new(
         primary,
         fallback,
@@ -110,15 +115,7 @@ async fn a_request_error_is_not_failed_over_and_no_family_means_the_primary_erro
     let url = common::shared_server(&SERVER, &[]).await;
     let primary: Arc<dyn Provider> =
         Arc::new(OllamaProvider::new("ollama", &url, ProviderOptions::default()).unwrap());
-    let fallback: Arc<dyn Provider> = Arc::new(
-        OpenAiProvider::new(
-            "llamacpp",
-            &format!("{url}/v1"),
-            None,
-            ProviderOptions::default(),
-        )
-        .unwrap(),
-    );
+    let fallback = openai_fallback(&url);
     let failover = Failover::new(primary, fallback, FailoverConfig::default());
     // An unknown model is the request's fault: answered as is, not by the fallback.
     match failover.chat(&request("no-such-model:1b"), None).await {
@@ -131,15 +128,7 @@ async fn a_request_error_is_not_failed_over_and_no_family_means_the_primary_erro
     let (broken, _) = hang_up_server().await;
     let failover = Failover::new(
         Arc::new(OllamaProvider::new("ollama", &broken, ProviderOptions::default()).unwrap()),
-        Arc::new(
-            OpenAiProvider::new(
-                "llamacpp",
-                &format!("{url}/v1"),
-                None,
-                ProviderOptions::default(),
-            )
-            .unwrap(),
-        ),
+        openai_fallback(&url),
         FailoverConfig::default(),
     );
     let err = failover

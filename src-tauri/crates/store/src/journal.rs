@@ -101,30 +101,22 @@ impl Journal {
             path: path.to_path_buf(),
             source,
         })?;
-        let stop = checkpoint::Stop::default();
+        // Never sent on: dropped with the writer thread's closure, it ends the checkpointer.
+        let (writer_alive, alive) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name(CHECKPOINT_THREAD.to_owned())
-            .spawn({
-                let stop = stop.clone();
-                move || checkpoint::run(checkpointer, stop)
-            })
+            .spawn(move || checkpoint::run(checkpointer, alive))
             .map_err(StoreError::Spawn)?;
         let counters = Arc::new(Counters::default());
         let (tx, rx) = mpsc::channel();
         let thread_counters = Arc::clone(&counters);
-        let spawned = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name(WRITER_THREAD.to_owned())
-            .spawn({
-                let stop = stop.clone().on_drop();
-                move || {
-                    let _stop = stop;
-                    writer::run(conn, rx, thread_counters);
-                }
-            });
-        if let Err(e) = spawned {
-            stop.stop();
-            return Err(StoreError::Spawn(e));
-        }
+            .spawn(move || {
+                let _alive = writer_alive;
+                writer::run(conn, rx, thread_counters);
+            })
+            .map_err(StoreError::Spawn)?;
         Ok(Journal {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
