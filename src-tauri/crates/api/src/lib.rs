@@ -74,9 +74,14 @@ impl Default for ApiConfig {
     }
 }
 
-/// What handlers share. Cheap to clone.
+/// What handlers share: one `Arc`, so the clone axum makes for every extractor and
+/// middleware of every request is a single reference count.
 #[derive(Debug, Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+/// The fields behind [`AppState`].
+#[derive(Debug, Clone)]
+pub struct Shared {
     pub(crate) orchestrator: Orchestrator,
     pub(crate) config: Arc<ApiConfig>,
     pub(crate) health: Arc<health::HealthCache>,
@@ -92,10 +97,17 @@ pub struct AppState {
     pub(crate) security: Option<Arc<auth::Security>>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     /// State over a running orchestrator.
     pub fn new(orchestrator: Orchestrator, config: ApiConfig) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             orchestrator,
             config: Arc::new(config),
             health: Arc::new(health::HealthCache::default()),
@@ -104,30 +116,35 @@ impl AppState {
             monitor: None,
             setup: None,
             security: None,
-        }
+        }))
+    }
+
+    /// The fields, to change while the state is being built (copied if already shared).
+    fn building(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
     }
 
     /// The same state with authentication (when `security.auth` is set) and auditing.
     pub fn with_security(mut self, security: auth::Security) -> AppState {
-        self.security = Some(Arc::new(security));
+        self.building().security = Some(Arc::new(security));
         self
     }
 
     /// The same state offering the first-run routes.
     pub fn with_setup(mut self, setup: setup::Setup) -> AppState {
-        self.setup = Some(setup);
+        self.building().setup = Some(setup);
         self
     }
 
     /// The same state with host monitoring and alerts.
     pub fn with_monitor(mut self, monitor: sutazai_monitor::Monitor) -> AppState {
-        self.monitor = Some(monitor);
+        self.building().monitor = Some(monitor);
         self
     }
 
     /// The same state managing Docker services through `infra`.
     pub fn with_infra(mut self, infra: sutazai_infra::Infra) -> AppState {
-        self.infra = Some(infra);
+        self.building().infra = Some(infra);
         self
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -27,6 +27,7 @@ use crate::breaker::BreakerConfig;
 use crate::error::{OrchestratorError, TaskFailure};
 use crate::event::Event;
 use crate::executor::{Executor, ServedAgent};
+use crate::live::{Live, LiveSet};
 use crate::queue::RunQueue;
 use crate::roster::{RecentPerformance, Roster, TrackRecord};
 
@@ -370,27 +371,6 @@ pub struct Analytics {
     pub pattern_performance: std::collections::BTreeMap<String, PatternPerformance>,
 }
 
-/// A task the orchestrator holds in memory: every task not yet in a terminal status.
-#[derive(Debug)]
-pub(crate) struct Live {
-    pub(crate) task: Task,
-    /// Cancelled by `DELETE /tasks/{id}` or the deadline.
-    pub(crate) cancel: CancellationToken,
-    /// Watchers of the status (`wait_for`).
-    pub(crate) status: watch::Sender<TaskStatus>,
-    /// The task as it ended, set just before the terminal status is sent, so waiters get
-    /// it without reading the journal back.
-    pub(crate) ended: Arc<OnceLock<Task>>,
-    /// Loaded from the journal at start-up: its finished steps must be looked up.
-    pub(crate) resumed: bool,
-    /// It was running when the last process stopped (killed, crashed or shut down).
-    pub(crate) interrupted: bool,
-    /// When it was last queued: a task that waited re-selects its agents at start.
-    pub(crate) queued_at: Instant,
-    /// Its final state is being journaled; nothing else may finish it.
-    pub(crate) finishing: bool,
-}
-
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) config: OrchestratorConfig,
@@ -405,7 +385,7 @@ pub(crate) struct Inner {
     pub(crate) bus: Bus,
     executor: Option<Executor>,
     pub(crate) events: broadcast::Sender<Event>,
-    pub(crate) live: Mutex<HashMap<String, Live>>,
+    pub(crate) live: Mutex<LiveSet>,
     queue: RunQueue,
     /// While true the dispatcher starts no queued task (running ones go on).
     paused: watch::Sender<bool>,
@@ -515,7 +495,7 @@ impl Orchestrator {
             bus,
             executor,
             events,
-            live: Mutex::new(HashMap::new()),
+            live: Mutex::new(LiveSet::default()),
             queue: RunQueue::default(),
             paused: watch::Sender::new(false),
             shutdown,
@@ -725,10 +705,18 @@ impl Orchestrator {
             .ok_or_else(|| OrchestratorError::TaskNotFound(id.to_owned()))
     }
 
-    /// One task with its steps.
+    /// One task with its steps: from memory while it is live and its steps are all held
+    /// there, else from the journal.
     pub async fn task_detail(&self, id: &str) -> Result<TaskDetail, OrchestratorError> {
-        let task = self.task(id).await?;
-        let steps = self.inner.journal.steps(id).await?;
+        let held = {
+            let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.get(id).map(|l| (l.task.clone(), l.steps.clone()))
+        };
+        let (task, steps) = match held {
+            Some((task, Some(steps))) => (task, steps),
+            Some((task, None)) => (task, self.inner.journal.steps(id).await?),
+            None => (self.task(id).await?, self.inner.journal.steps(id).await?),
+        };
         Ok(TaskDetail {
             pending_approvals: task.pending_approvals(),
             task,
@@ -743,17 +731,10 @@ impl Orchestrator {
         limit: usize,
     ) -> Result<Vec<Task>, OrchestratorError> {
         let mut tasks = match filter {
-            TaskFilter::Active => {
-                let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
-                live.values().map(|l| l.task.clone()).collect::<Vec<_>>()
-            }
+            TaskFilter::Active => self.inner.newest_live(limit, |_| true),
             TaskFilter::All => self.inner.journal.list_tasks(None, limit).await?,
             TaskFilter::Status(status) if !status.is_terminal() => {
-                let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
-                live.values()
-                    .filter(|l| l.task.status == status)
-                    .map(|l| l.task.clone())
-                    .collect()
+                self.inner.newest_live(limit, |t| t.status == status)
             }
             TaskFilter::Status(status) => {
                 self.inner.journal.list_tasks(Some(status), limit).await?
@@ -773,9 +754,11 @@ impl Orchestrator {
     /// Waits until the task reaches a terminal status and returns it.
     pub async fn wait_for(&self, id: &str) -> Result<Task, OrchestratorError> {
         let watch = {
-            let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
-            live.get(id)
-                .map(|l| (l.status.subscribe(), Arc::clone(&l.ended)))
+            let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.get_mut(id).map(|mut l| {
+                let watchers = l.watch();
+                (watchers.status.subscribe(), Arc::clone(&watchers.ended))
+            })
         };
         if let Some((mut receiver, ended)) = watch {
             // An error means the sender is gone, i.e. the task left the live set.
@@ -797,7 +780,8 @@ impl Orchestrator {
     ) -> Result<Task, OrchestratorError> {
         let outcome: Option<Result<Task, OrchestratorError>> = {
             let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
-            live.get_mut(id).map(|entry| {
+            live.get_mut(id).map(|mut guard| {
+                let entry: &mut Live = &mut guard;
                 let task = &mut entry.task;
                 if task.status != TaskStatus::AwaitingApproval {
                     return Err(OrchestratorError::InvalidState {
@@ -823,12 +807,16 @@ impl Orchestrator {
                     approved_by: approved_by.to_owned(),
                     approved_at: Utc::now(),
                 });
-                if task.pending_approvals().is_empty() {
+                let all_given = task.pending_approvals().is_empty();
+                if all_given {
                     task.status = TaskStatus::Queued;
-                    entry.status.send_replace(TaskStatus::Queued);
+                }
+                let approved = task.clone();
+                if all_given {
+                    entry.announce(TaskStatus::Queued);
                     entry.queued_at = Instant::now();
                 }
-                Ok(task.clone())
+                Ok(approved)
             })
         };
         let task = match outcome {
@@ -1182,22 +1170,16 @@ impl Orchestrator {
     /// Counters.
     pub fn stats(&self) -> OrchestratorStats {
         let agents = self.inner.roster.snapshot();
-        let (mut active, mut waiting_approval, mut interrupted) = (0, 0, 0);
-        {
-            let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
-            for entry in live.values() {
-                interrupted += usize::from(entry.interrupted);
-                match entry.task.status {
-                    TaskStatus::Running => active += 1,
-                    TaskStatus::AwaitingApproval => waiting_approval += 1,
-                    _ => {}
-                }
-            }
-        }
+        let tally = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tally();
         OrchestratorStats {
-            active_tasks: active,
+            active_tasks: tally.running,
             queued_tasks: self.inner.queue.len(),
-            awaiting_approval: waiting_approval,
+            awaiting_approval: tally.awaiting_approval,
             max_concurrent_tasks: self.inner.config.max_concurrent_tasks,
             agents_total: agents.len(),
             agents_healthy: agents
@@ -1209,7 +1191,7 @@ impl Orchestrator {
             tasks_failed: self.inner.failed.load(Ordering::Relaxed),
             uptime: self.inner.started.elapsed().as_secs_f64(),
             paused: *self.inner.paused.borrow(),
-            tasks_interrupted: interrupted,
+            tasks_interrupted: tally.interrupted,
         }
     }
 
@@ -1300,22 +1282,26 @@ impl Inner {
         Ok(admission)
     }
 
+    /// The newest `limit` live tasks that match, cloning only those (the set may hold
+    /// 100,000s of queued tasks).
+    fn newest_live(&self, limit: usize, matches: impl Fn(&Task) -> bool) -> Vec<Task> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found: Vec<&Task> = live
+            .values()
+            .map(|l| &l.task)
+            .filter(|t| matches(t))
+            .collect();
+        if found.len() > limit && limit > 0 {
+            found.select_nth_unstable_by_key(limit - 1, |t| std::cmp::Reverse(t.created_at));
+            found.truncate(limit);
+        }
+        found.into_iter().cloned().collect()
+    }
+
     fn insert_live(&self, task: Task, resumed: bool, interrupted: bool) {
-        let (status, _) = watch::channel(task.status);
+        let entry = Live::new(task, resumed, interrupted);
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.insert(
-            task.id.clone(),
-            Live {
-                task,
-                cancel: CancellationToken::new(),
-                status,
-                ended: Arc::new(OnceLock::new()),
-                resumed,
-                interrupted,
-                queued_at: Instant::now(),
-                finishing: false,
-            },
-        );
+        live.insert(entry);
     }
 
     pub(crate) fn registry_read(&self) -> std::sync::RwLockReadGuard<'_, Registry> {
@@ -1411,7 +1397,7 @@ impl Inner {
         let _permit = permit;
         let started = {
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-            let Some(entry) = live.get_mut(&task_id) else {
+            let Some(mut entry) = live.get_mut(&task_id) else {
                 return;
             };
             if entry.task.status != TaskStatus::Queued
@@ -1422,7 +1408,7 @@ impl Inner {
             }
             entry.task.status = TaskStatus::Running;
             entry.task.started_at.get_or_insert_with(Utc::now);
-            entry.status.send_replace(TaskStatus::Running);
+            entry.announce(TaskStatus::Running);
             let waited = entry.queued_at.elapsed() > RESELECT_AFTER;
             (
                 entry.task.clone(),
@@ -1470,6 +1456,12 @@ impl Inner {
         } else {
             Vec::new()
         };
+        if resumed {
+            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(mut entry) = live.get_mut(&task_id) {
+                entry.steps = Some(done.clone());
+            }
+        }
         let run = crate::run::Run::new(Arc::clone(&self), task, done, cancel.clone());
         let deadline = run
             .task
@@ -1497,9 +1489,26 @@ impl Inner {
         }
     }
 
+    /// Records a step: in the live task's copy at once, and in the journal through the
+    /// returned commit (the journal's single FIFO writer keeps the two in the same order).
+    pub(crate) fn put_step(&self, step: &Step) -> sutazai_store::Commit {
+        {
+            let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            let mut entry = live.get_mut(&step.task_id);
+            if let Some(steps) = entry.as_mut().and_then(|entry| entry.steps.as_mut()) {
+                match steps.iter_mut().find(|s| s.key == step.key) {
+                    Some(held) => held.clone_from(step),
+                    None => steps.push(step.clone()),
+                }
+                steps.sort_by(|a, b| (a.seq, &a.key).cmp(&(b.seq, &b.key)));
+            }
+        }
+        self.journal.put_step(step)
+    }
+
     fn set_live_agents(&self, task_id: &str, agents: &[String]) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = live.get_mut(task_id) {
+        if let Some(mut entry) = live.get_mut(task_id) {
             entry.task.assigned_agents = agents.to_vec();
         }
     }
@@ -1518,7 +1527,7 @@ impl Inner {
         let task = {
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             match live.get_mut(task_id) {
-                Some(entry) if !entry.finishing => {
+                Some(mut entry) if !entry.finishing => {
                     entry.finishing = true;
                     Some(entry.task.clone())
                 }
@@ -1545,9 +1554,9 @@ impl Inner {
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             live.remove(task_id)
         };
-        if let Some(entry) = entry {
-            let _ = entry.ended.set(task.clone());
-            entry.status.send_replace(status);
+        if let Some(watchers) = entry.and_then(|entry| entry.watchers) {
+            let _ = watchers.ended.set(task.clone());
+            watchers.status.send_replace(status);
         }
         let secrets = self
             .config

@@ -9,6 +9,7 @@
 //!   the recent, windowed record behind [`RecentPerformance`]).
 //! - `run` (private): one task's execution — the step runner (journal, retries, timeouts,
 //!   circuit breakers, streaming) and the four patterns; `prompt` builds the prompts.
+//! - `live` (private): the unfinished tasks held in memory, with O(1) status tallies.
 //! - [`queue`]: the priority queue behind `MAX_CONCURRENT_TASKS`.
 //! - [`breaker`], [`backoff`]: fault-tolerance building blocks.
 //! - [`event`]: live events for WebSockets and the UI.
@@ -29,6 +30,7 @@ mod engine;
 pub mod error;
 pub mod event;
 pub mod executor;
+mod live;
 mod prompt;
 pub mod queue;
 pub mod roster;

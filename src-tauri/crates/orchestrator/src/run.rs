@@ -181,7 +181,7 @@ impl Run {
             step.status = StepStatus::Failed;
             step.error = Some(failure.to_string());
             step.finished_at = Some(Utc::now());
-            let _ = self.inner.journal.put_step(&step).await;
+            let _ = self.inner.put_step(&step).await;
         }
     }
 
@@ -575,7 +575,7 @@ impl Run {
         // record queued before it. Awaiting it is therefore the barrier that makes earlier
         // steps' results durable before this step's model call — needed only when some
         // finished step's record has not been awaited yet.
-        let started = inner.journal.put_step(&step);
+        let started = inner.put_step(&step);
         let finished = self.finished_writes.load(Ordering::Acquire);
         if finished > self.durable_writes.load(Ordering::Acquire) {
             started
@@ -707,7 +707,7 @@ impl Run {
                     step.finished_at = Some(Utc::now());
                     // Not awaited: the next model call (see above) or the task's final
                     // update, which is awaited, makes it durable first.
-                    drop(inner.journal.put_step(&step));
+                    drop(inner.put_step(&step));
                     self.finished_writes.fetch_add(1, Ordering::AcqRel);
                     self.track_inflight(&step, false);
                     inner.emit(Event::StepFinished {
@@ -796,7 +796,7 @@ impl Run {
         step.status = StepStatus::Failed;
         step.error = Some(format!("{}: {}", error.code(), error.message()));
         step.finished_at = Some(Utc::now());
-        let _ = inner.journal.put_step(&step).await;
+        let _ = inner.put_step(&step).await;
         self.track_inflight(&step, false);
         inner.emit(Event::StepFinished {
             task_id: task_id.clone(),

@@ -9,10 +9,12 @@
 //! - pipeline: one stage per agent, ordered by the first requirement each covers;
 //! - collaborative and swarm: at least two (swarm: three) agents where the roster allows.
 
+use std::cell::OnceCell;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
-use sutazai_core::{AgentRole, CoordinationPattern, TaskRequest};
+use sutazai_core::{AgentRole, AgentSpec, CoordinationPattern, TaskRequest};
 
 use crate::error::OrchestratorError;
 use crate::roster::{AgentSlot, Roster};
@@ -69,16 +71,26 @@ pub fn select(
         .max(1) as usize;
     let pattern = request.coordination_pattern;
 
-    // One view of the roster for the whole selection, however agents change meanwhile.
+    // One view of the roster for the whole selection, however agents change meanwhile:
+    // each definition is read once, each score computed at most once.
     let agents = roster.snapshot();
+    let candidates: Vec<Candidate<'_>> = agents
+        .values()
+        .map(|slot| Candidate {
+            slot,
+            spec: slot.spec(),
+            enabled: slot.is_enabled(),
+            score: OnceCell::new(),
+        })
+        .collect();
     // Every requirement must be coverable by an enabled agent.
     for requirement in requirements {
         let mut any = false;
         let mut enabled = false;
-        for slot in agents.values() {
-            if slot.spec().has_capability(requirement) {
+        for c in &candidates {
+            if c.spec.has_capability(requirement) {
                 any = true;
-                enabled |= slot.is_enabled();
+                enabled |= c.enabled;
             }
         }
         if !any {
@@ -89,16 +101,12 @@ pub fn select(
         }
     }
 
-    let ranked = |filter: &dyn Fn(&AgentSlot) -> bool| -> Vec<&AgentSlot> {
-        let mut slots: Vec<(&AgentSlot, f64)> = agents
-            .values()
-            .map(|s| &**s)
-            .filter(|s| s.is_enabled() && filter(s))
-            .map(|s| (s, score(s, requirements, now)))
-            .collect();
-        slots.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.id.cmp(&b.0.id)));
-        slots.into_iter().map(|(s, _)| s).collect()
+    let pool = Pool {
+        candidates,
+        requirements,
+        now,
     };
+    let ranked = |filter: &dyn Fn(&Candidate<'_>) -> bool| pool.ranked(filter);
 
     let mut chosen: Vec<String> = Vec::new();
     let mut worker_budget = max_agents;
@@ -109,18 +117,17 @@ pub fn select(
                 "the hierarchical pattern needs at least 2 agents (a coordinator and a worker)",
             ));
         }
-        let coordinator = ranked(&|s| {
-            let spec = s.spec();
-            spec.role == AgentRole::Coordinator && spec.has_capability("task_planning")
+        let coordinator = ranked(&|c| {
+            c.spec.role == AgentRole::Coordinator && c.spec.has_capability("task_planning")
         })
         .into_iter()
         .next()
         .ok_or_else(|| OrchestratorError::NoCapableAgent("task_planning".into()))?;
-        chosen.push(coordinator.id.clone());
+        chosen.push(coordinator.id().to_owned());
         worker_budget -= 1;
     }
 
-    let workers = assign(requirements, worker_budget, &chosen, &ranked)?;
+    let workers = assign(requirements, worker_budget, &chosen, &pool)?;
     chosen.extend(workers);
 
     let minimum = match pattern {
@@ -134,14 +141,14 @@ pub fn select(
         // Fill with the best remaining agents that share at least one requirement, then
         // with the best remaining overall.
         let already: BTreeSet<String> = chosen.iter().cloned().collect();
-        let extra = ranked(&|s| {
-            !already.contains(&s.id)
-                && s.spec().role != AgentRole::Coordinator
-                && requirements.iter().any(|r| s.spec().has_capability(r))
+        let extra = ranked(&|c| {
+            !already.contains(c.id())
+                && c.spec.role != AgentRole::Coordinator
+                && requirements.iter().any(|r| c.spec.has_capability(r))
         })
         .into_iter()
-        .chain(ranked(&|s| !already.contains(&s.id)))
-        .map(|s| s.id.clone())
+        .chain(ranked(&|c| !already.contains(c.id())))
+        .map(|c| c.id().to_owned())
         .collect::<Vec<_>>();
         for id in extra {
             if chosen.len() >= minimum {
@@ -155,28 +162,69 @@ pub fn select(
     Ok(chosen)
 }
 
-/// Enabled agents passing a filter, best score first.
-type Ranker<'a> = dyn Fn(&dyn Fn(&AgentSlot) -> bool) -> Vec<&'a AgentSlot> + 'a;
+/// An agent as one selection sees it.
+struct Candidate<'a> {
+    slot: &'a AgentSlot,
+    /// Its definition, read once.
+    spec: Arc<AgentSpec>,
+    enabled: bool,
+    /// [`score`], computed the first time a ranking needs it.
+    score: OnceCell<f64>,
+}
+
+impl Candidate<'_> {
+    fn id(&self) -> &str {
+        &self.slot.id
+    }
+}
+
+/// The candidates of one selection.
+struct Pool<'a> {
+    candidates: Vec<Candidate<'a>>,
+    requirements: &'a [String],
+    now: Instant,
+}
+
+impl<'a> Pool<'a> {
+    /// Enabled agents passing `filter`, best score first (ties by id).
+    fn ranked(&self, filter: &dyn Fn(&Candidate<'a>) -> bool) -> Vec<&Candidate<'a>> {
+        let mut found: Vec<(&Candidate<'a>, f64)> = self
+            .candidates
+            .iter()
+            .filter(|c| c.enabled && filter(c))
+            .map(|c| {
+                let score = *c
+                    .score
+                    .get_or_init(|| score(c.slot, self.requirements, self.now));
+                (c, score)
+            })
+            .collect();
+        found.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.id().cmp(b.0.id())));
+        found.into_iter().map(|(c, _)| c).collect()
+    }
+}
 
 /// One agent per requirement (distinct where possible), ordered by the first requirement
 /// each covers; a greedy cover when that exceeds `budget`.
-fn assign<'a>(
+fn assign(
     requirements: &[String],
     budget: usize,
     exclude: &[String],
-    ranked: &Ranker<'a>,
+    pool: &Pool<'_>,
 ) -> Result<Vec<String>, OrchestratorError> {
+    let ranked = |filter: &dyn Fn(&Candidate<'_>) -> bool| pool.ranked(filter);
     let mut per_requirement: Vec<String> = Vec::new();
+    let taken = |list: &[String], id: &str| list.iter().any(|x| x == id);
     for requirement in requirements {
-        let candidates = ranked(&|s| s.spec().has_capability(requirement));
+        let candidates = ranked(&|c| c.spec.has_capability(requirement));
         let pick = candidates
             .iter()
-            .find(|s| !per_requirement.contains(&s.id) && !exclude.contains(&s.id))
+            .find(|c| !taken(&per_requirement, c.id()) && !taken(exclude, c.id()))
             .or_else(|| candidates.first());
-        if let Some(slot) = pick
-            && !per_requirement.contains(&slot.id)
+        if let Some(c) = pick
+            && !taken(&per_requirement, c.id())
         {
-            per_requirement.push(slot.id.clone());
+            per_requirement.push(c.id().to_owned());
         }
     }
     if per_requirement.len() <= budget {
@@ -185,24 +233,24 @@ fn assign<'a>(
 
     // Greedy set cover within the budget: take the agent covering most uncovered
     // requirements (score breaks ties, via the ranking order).
-    let all = ranked(&|s| requirements.iter().any(|r| s.spec().has_capability(r)));
+    let all = ranked(&|c| requirements.iter().any(|r| c.spec.has_capability(r)));
     let mut uncovered: Vec<&String> = requirements.iter().collect();
-    let mut cover: Vec<&AgentSlot> = Vec::new();
+    let mut cover: Vec<&Candidate<'_>> = Vec::new();
     while !uncovered.is_empty() && cover.len() < budget {
         let best = all
             .iter()
-            .filter(|s| !cover.iter().any(|c| c.id == s.id))
+            .filter(|s| !cover.iter().any(|c| c.id() == s.id()))
             .max_by_key(|s| {
                 (
                     uncovered
                         .iter()
-                        .filter(|r| s.spec().has_capability(r))
+                        .filter(|r| s.spec.has_capability(r))
                         .count(),
-                    std::cmp::Reverse(all.iter().position(|x| x.id == s.id)),
+                    std::cmp::Reverse(all.iter().position(|x| x.id() == s.id())),
                 )
             });
         let Some(best) = best else { break };
-        uncovered.retain(|r| !best.spec().has_capability(r));
+        uncovered.retain(|r| !best.spec.has_capability(r));
         cover.push(best);
     }
     if let Some(missing) = uncovered.first() {
@@ -213,14 +261,14 @@ fn assign<'a>(
             ),
         ));
     }
-    let first_covered = |s: &AgentSlot| {
+    let first_covered = |c: &Candidate<'_>| {
         requirements
             .iter()
-            .position(|r| s.spec().has_capability(r))
+            .position(|r| c.spec.has_capability(r))
             .unwrap_or(usize::MAX)
     };
-    cover.sort_by_key(|s| first_covered(s));
-    Ok(cover.into_iter().map(|s| s.id.clone()).collect())
+    cover.sort_by_key(|c| first_covered(c));
+    Ok(cover.into_iter().map(|c| c.id().to_owned()).collect())
 }
 
 #[cfg(test)]

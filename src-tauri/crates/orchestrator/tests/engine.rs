@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sutazai_agents::Registry;
 use sutazai_bus::{Bus, BusConfig};
-use sutazai_core::{Constraints, CoordinationPattern, Priority, TaskRequest, TaskStatus};
+use sutazai_core::{
+    Constraints, CoordinationPattern, Priority, StepStatus, TaskRequest, TaskStatus,
+};
 use sutazai_llm::{
     ChatRequest, ChatResponse, DoneReason, LlmError, ModelInfo, Provider, TokenSink,
 };
@@ -375,7 +377,21 @@ async fn a_restart_replays_finished_steps_from_the_journal() {
     while p.calls.load(Ordering::SeqCst) < 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // While it runs, its detail comes from memory: stage 0 done, stage 1 in flight — the
+    // same records the journal holds once its writes are flushed (at shutdown).
+    let live = o.task_detail(&t.id).await.unwrap().steps;
+    let statuses: Vec<_> = live.iter().map(|s| (s.key.as_str(), s.status)).collect();
+    assert_eq!(
+        statuses,
+        [
+            ("stage/0", StepStatus::Completed),
+            ("stage/1", StepStatus::Running)
+        ]
+    );
     o.shutdown().await;
+    let journal = Journal::open(&dir.path().join("journal.sqlite3")).unwrap();
+    assert_eq!(journal.steps(&t.id).await.unwrap(), live);
+    journal.close().await;
 
     let p2 = Scripted::new([]);
     let o = start(dir.path(), p2.clone(), cfg).await;
