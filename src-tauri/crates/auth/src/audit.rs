@@ -334,11 +334,13 @@ fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditEntry> {
 fn writer(mut conn: Connection, mut head: String, rx: mpsc::Receiver<Msg>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut waiting = Vec::new();
+    // The last batch was cut at BATCH: more is queued, so the next one needs no linger.
+    let mut backlog = false;
     while let Ok(first) = rx.recv() {
         // Nobody waits for an append, so the batch lingers for LINGER before it is
         // drained: under load one commit — and one wake-up of this thread, rather than one
         // per request — carries many requests' entries. A flush is served without it.
-        if matches!(first, Msg::Append(_)) {
+        if matches!(first, Msg::Append(_)) && !backlog {
             std::thread::sleep(LINGER);
         }
         let mut next = Some(first);
@@ -351,6 +353,7 @@ fn writer(mut conn: Connection, mut head: String, rx: mpsc::Receiver<Msg>) {
                 next = rx.try_recv().ok();
             }
         }
+        backlog = batch.len() >= BATCH;
         if !batch.is_empty() {
             let mut appended = append(&mut conn, &head, &batch);
             for wait_ms in [50, 200, 1000] {

@@ -75,7 +75,7 @@ pub struct Tokens {
     /// Access tokens whose signature and issuer were checked, by their exact text: a
     /// client sends the same token on every request until it expires, and this spares
     /// re-checking it (HMAC, base64 and JSON each time). Expiry is checked on every hit;
-    /// revocation is the caller's check either way. Emptied when full.
+    /// revocation is the caller's check either way. When full, expired entries are dropped, and all of them if none had expired.
     verified: Mutex<HashMap<String, Claims>>,
 }
 
@@ -202,7 +202,11 @@ impl Tokens {
         if claims.typ == TokenKind::Access && kind == TokenKind::Access {
             let mut verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
             if verified.len() >= VERIFIED_CACHE {
-                verified.clear();
+                let now = chrono::Utc::now().timestamp();
+                verified.retain(|_, cached| now < cached.exp);
+                if verified.len() >= VERIFIED_CACHE {
+                    verified.clear();
+                }
             }
             verified.insert(token.to_owned(), claims.clone());
         }

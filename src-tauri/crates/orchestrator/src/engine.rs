@@ -713,7 +713,8 @@ impl Orchestrator {
             live.get(id).map(|l| (l.task.clone(), l.steps.clone()))
         };
         let (task, steps) = match held {
-            Some((task, Some(steps))) => (task, steps),
+            // Copied outside the lock: under it only the `Arc` was cloned.
+            Some((task, Some(steps))) => (task, Arc::unwrap_or_clone(steps)),
             Some((task, None)) => (task, self.inner.journal.steps(id).await?),
             None => (self.task(id).await?, self.inner.journal.steps(id).await?),
         };
@@ -731,11 +732,11 @@ impl Orchestrator {
         limit: usize,
     ) -> Result<Vec<Task>, OrchestratorError> {
         let mut tasks = match filter {
-            TaskFilter::Active => self.inner.newest_live(limit, |_| true),
-            TaskFilter::All => self.inner.journal.list_tasks(None, limit).await?,
+            TaskFilter::Active => return Ok(self.inner.newest_live(limit, |_| true)),
             TaskFilter::Status(status) if !status.is_terminal() => {
-                self.inner.newest_live(limit, |t| t.status == status)
+                return Ok(self.inner.newest_live(limit, |t| t.status == status));
             }
+            TaskFilter::All => self.inner.journal.list_tasks(None, limit).await?,
             TaskFilter::Status(status) => {
                 self.inner.journal.list_tasks(Some(status), limit).await?
             }
@@ -1282,9 +1283,12 @@ impl Inner {
         Ok(admission)
     }
 
-    /// The newest `limit` live tasks that match, cloning only those (the set may hold
-    /// 100,000s of queued tasks).
+    /// The newest `limit` live tasks that match, newest first, cloning only those (the set
+    /// may hold 100,000s of queued tasks).
     fn newest_live(&self, limit: usize, matches: impl Fn(&Task) -> bool) -> Vec<Task> {
+        if limit == 0 {
+            return Vec::new();
+        }
         let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let mut found: Vec<&Task> = live
             .values()
@@ -1295,6 +1299,7 @@ impl Inner {
             found.select_nth_unstable_by_key(limit - 1, |t| std::cmp::Reverse(t.created_at));
             found.truncate(limit);
         }
+        found.sort_by_key(|t| std::cmp::Reverse(t.created_at));
         found.into_iter().cloned().collect()
     }
 
@@ -1459,7 +1464,7 @@ impl Inner {
         if resumed {
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(mut entry) = live.get_mut(&task_id) {
-                entry.steps = Some(done.clone());
+                entry.steps = Some(Arc::new(done.clone()));
             }
         }
         let run = crate::run::Run::new(Arc::clone(&self), task, done, cancel.clone());
@@ -1490,12 +1495,17 @@ impl Inner {
     }
 
     /// Records a step: in the live task's copy at once, and in the journal through the
-    /// returned commit (the journal's single FIFO writer keeps the two in the same order).
+    /// returned commit. The two see one step's writes in the same order because they all
+    /// come from the task's one `run_task` future (its patterns join futures; they spawn
+    /// nothing) and the journal's writer is FIFO. The copy may be ahead of the journal by
+    /// the writes still queued.
     pub(crate) fn put_step(&self, step: &Step) -> sutazai_store::Commit {
         {
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             let mut entry = live.get_mut(&step.task_id);
             if let Some(steps) = entry.as_mut().and_then(|entry| entry.steps.as_mut()) {
+                // Copies the list only while a `task_detail` still holds the previous one.
+                let steps = Arc::make_mut(steps);
                 match steps.iter_mut().find(|s| s.key == step.key) {
                     Some(held) => held.clone_from(step),
                     None => steps.push(step.clone()),

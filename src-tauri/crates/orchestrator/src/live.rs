@@ -40,8 +40,9 @@ pub(crate) struct Live {
     /// Its steps as last recorded (journal order: `seq`, then `key`), ahead of the
     /// journal by at most the writes still queued, so `GET /tasks/{id}` of a live task
     /// needs no read. `None` while this process does not hold them all: a task loaded
-    /// from the journal, until its run reads its steps back.
-    pub(crate) steps: Option<Vec<Step>>,
+    /// from the journal, until its run reads its steps back. Shared so a reader clones an
+    /// `Arc` under the lock, not the prompts and outputs.
+    pub(crate) steps: Option<Arc<Vec<Step>>>,
 }
 
 impl Live {
@@ -55,7 +56,7 @@ impl Live {
             interrupted,
             queued_at: Instant::now(),
             finishing: false,
-            steps: (!resumed).then(Vec::new),
+            steps: (!resumed).then(|| Arc::new(Vec::new())),
         }
     }
 
@@ -103,9 +104,16 @@ impl Tally {
     }
 
     fn sub(&mut self, entry: &Live) {
-        self.running -= usize::from(entry.task.status == TaskStatus::Running);
-        self.awaiting_approval -= usize::from(entry.task.status == TaskStatus::AwaitingApproval);
-        self.interrupted -= usize::from(entry.interrupted);
+        fn take(count: &mut usize, one: bool) {
+            debug_assert!(*count >= usize::from(one), "live tally below zero");
+            *count = count.saturating_sub(usize::from(one));
+        }
+        take(&mut self.running, entry.task.status == TaskStatus::Running);
+        take(
+            &mut self.awaiting_approval,
+            entry.task.status == TaskStatus::AwaitingApproval,
+        );
+        take(&mut self.interrupted, entry.interrupted);
     }
 }
 

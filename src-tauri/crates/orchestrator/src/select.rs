@@ -28,10 +28,9 @@ const W_LOAD: f64 = 0.15;
 /// Latency (seconds) at which the latency term halves.
 const LATENCY_HALF: f64 = 10.0;
 
-/// Score of `slot` for `requirements`, from 0 to 1 (an open breaker subtracts 1 so such an
-/// agent is picked only when nothing else can do the job).
-pub fn score(slot: &AgentSlot, requirements: &[String], now: Instant) -> f64 {
-    let spec = slot.spec();
+/// Score of `slot` (defined by `spec`) for `requirements`, from 0 to 1 (an open breaker
+/// subtracts 1 so such an agent is picked only when nothing else can do the job).
+pub fn score(slot: &AgentSlot, spec: &AgentSpec, requirements: &[String], now: Instant) -> f64 {
     let coverage = if requirements.is_empty() {
         0.0
     } else {
@@ -195,7 +194,7 @@ impl<'a> Pool<'a> {
             .map(|c| {
                 let score = *c
                     .score
-                    .get_or_init(|| score(c.slot, self.requirements, self.now));
+                    .get_or_init(|| score(c.slot, &c.spec, self.requirements, self.now));
                 (c, score)
             })
             .collect();
