@@ -2,7 +2,9 @@
 # HTTP load figures for BENCHMARKS.md (issue 7), on demand: `oha` with 32 connections for
 # 10 s each on GET /health, POST /tasks and GET /tasks/{id} of a `sutazai-headless serve`
 # (release build) on loopback, orchestration paused (accepted tasks are journaled, durable
-# before the answer, and queued; none runs), no LLM reachable, no Docker. Each mode in
+# before the answer, and queued; none runs), no LLM reachable, no Docker. GET /tasks/{id}
+# is measured three times: on a queued task (held in memory), on one that ended lately (the
+# recently-ended copy) and on one that ended 300 tasks ago (read from the journal). Each mode in
 # MODES (default "off on") is a fresh server: `off` without authentication, `on` with
 # ENABLE_AUTH=true and every request carrying an access token (JWT from POST /auth/token
 # with an admin API key) — the same figures with the verification and the audit of each
@@ -45,7 +47,7 @@ ok = sum(n for c, n in codes.items() if c.startswith("2"))
 other = {c: n for c, n in codes.items() if not c.startswith("2")}
 other.update(d["errorDistribution"])
 ms = lambda v: "%.2f ms" % (v * 1000)
-print("%-18s %10.0f req/s   p50 %-9s p99 %-9s p99.9 %-9s max %-9s %d answered 2xx, other: %s" % (
+print("%-22s %10.0f req/s   p50 %-9s p99 %-9s p99.9 %-9s max %-9s %d answered 2xx, other: %s" % (
     label, s["requestsPerSec"], ms(p["p50"]), ms(p["p99"]), ms(p["p99.9"]), ms(s["slowest"]), ok, other or "none"))
 ' "$label"
 }
@@ -80,6 +82,18 @@ for mode in $MODES; do
   run "GET /health" "${header[@]}" "$base/health"
   run "POST /tasks" "${header[@]}" -m POST -T application/json -D "$dir/post.json" "$base/tasks"
   run "GET /tasks/{id}" "${header[@]}" "$base/tasks/$task"
+  # An ended task is read from the recently-ended copy (the last 256) or, older, from the
+  # journal: cancel one, then 300 more, and read the first and the last.
+  cancel_one() {
+    local id
+    id=$(curl -sf "${header[@]}" -H 'content-type: application/json' -d "$body" "$base/tasks" | python3 -c 'import json,sys; print(json.load(sys.stdin)["task_id"])')
+    curl -sf "${header[@]}" -X DELETE "$base/tasks/$id" >/dev/null
+    echo "$id"
+  }
+  old=$(cancel_one)
+  for _ in $(seq 1 300); do recent=$(cancel_one); done
+  run "GET /tasks/{id} ended" "${header[@]}" "$base/tasks/$recent"
+  run "GET /tasks/{id} old" "${header[@]}" "$base/tasks/$old"
   queued=$(curl -sf "${header[@]}" "$base/status" | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d.get("queued_tasks"))')
   echo "tasks queued after the run: $queued; serve RSS $(awk '/VmRSS/ {print $2/1024 " MiB"}' /proc/$pid/status)"
   if [ "$mode" = on ]; then

@@ -27,7 +27,7 @@ use crate::breaker::BreakerConfig;
 use crate::error::{OrchestratorError, TaskFailure};
 use crate::event::Event;
 use crate::executor::{Executor, ServedAgent};
-use crate::live::{Live, LiveSet};
+use crate::live::{Ended, Live, LiveSet};
 use crate::queue::RunQueue;
 use crate::roster::{RecentPerformance, Roster, TrackRecord};
 
@@ -386,6 +386,8 @@ pub(crate) struct Inner {
     executor: Option<Executor>,
     pub(crate) events: broadcast::Sender<Event>,
     pub(crate) live: Mutex<LiveSet>,
+    /// Tasks that ended lately, with their steps (see [`Ended`]).
+    ended: Mutex<Ended>,
     queue: RunQueue,
     /// While true the dispatcher starts no queued task (running ones go on).
     paused: watch::Sender<bool>,
@@ -496,6 +498,7 @@ impl Orchestrator {
             executor,
             events,
             live: Mutex::new(LiveSet::default()),
+            ended: Mutex::new(Ended::default()),
             queue: RunQueue::default(),
             paused: watch::Sender::new(false),
             shutdown,
@@ -716,7 +719,15 @@ impl Orchestrator {
             // Copied outside the lock: under it only the `Arc` was cloned.
             Some((task, Some(steps))) => (task, Arc::unwrap_or_clone(steps)),
             Some((task, None)) => (task, self.inner.journal.steps(id).await?),
-            None => (self.task(id).await?, self.inner.journal.steps(id).await?),
+            None if let Some((task, steps)) = self.inner.ended_task(id) => {
+                (task, Arc::unwrap_or_clone(steps))
+            }
+            None => self
+                .inner
+                .journal
+                .task_with_steps(id)
+                .await?
+                .ok_or_else(|| OrchestratorError::TaskNotFound(id.to_owned()))?,
         };
         Ok(TaskDetail {
             pending_approvals: task.pending_approvals(),
@@ -1494,6 +1505,10 @@ impl Inner {
         }
     }
 
+    fn ended_task(&self, id: &str) -> Option<(Task, Arc<Vec<Step>>)> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).get(id)
+    }
+
     /// Records a step: in the live task's copy at once, and in the journal through the
     /// returned commit. The two see one step's writes in the same order because they all
     /// come from the task's one `run_task` future (its patterns join futures; they spawn
@@ -1557,13 +1572,22 @@ impl Inner {
                 Some(f)
             }
         };
-        if let Err(e) = self.journal.update_task(&task).await {
-            tracing::error!(task_id, error = %e, "could not journal the task's final state");
-        }
+        let journaled = match self.journal.update_task(&task).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(task_id, error = %e, "could not journal the task's final state");
+                false
+            }
+        };
         let entry = {
             let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
             live.remove(task_id)
         };
+        // Only a final state the journal holds, with every step this process recorded.
+        if journaled && let Some(steps) = entry.as_ref().and_then(|e| e.steps.clone()) {
+            let mut ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+            ended.insert(task.clone(), steps);
+        }
         if let Some(watchers) = entry.and_then(|entry| entry.watchers) {
             let _ = watchers.ended.set(task.clone());
             watchers.status.send_replace(status);

@@ -11,7 +11,7 @@
 //! Entries are boxed: growing the map moves a pointer per task, not the task, which keeps
 //! the (rare) resize of a set of 100,000s of tasks within milliseconds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -166,6 +166,38 @@ impl LiveSet {
     }
 }
 
+/// The last [`Ended::CAPACITY`] tasks that ended, with their steps: `GET /tasks/{id}` of
+/// a task that just finished — what a polling client asks next — reads no journal. An
+/// ended task never changes, so the copy stays true; older ones are read from the journal.
+#[derive(Debug, Default)]
+pub(crate) struct Ended {
+    tasks: HashMap<String, (Task, Arc<Vec<Step>>)>,
+    /// Ids, oldest first: the next to be dropped.
+    order: VecDeque<String>,
+}
+
+impl Ended {
+    pub(crate) const CAPACITY: usize = 256;
+
+    pub(crate) fn get(&self, id: &str) -> Option<(Task, Arc<Vec<Step>>)> {
+        self.tasks
+            .get(id)
+            .map(|(task, steps)| (task.clone(), Arc::clone(steps)))
+    }
+
+    pub(crate) fn insert(&mut self, task: Task, steps: Arc<Vec<Step>>) {
+        let id = task.id.clone();
+        if self.tasks.insert(id.clone(), (task, steps)).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > Self::CAPACITY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.tasks.remove(&oldest);
+            }
+        }
+    }
+}
+
 /// A live entry borrowed for change; see the module's invariant.
 #[derive(Debug)]
 pub(crate) struct LiveMut<'a> {
@@ -282,5 +314,25 @@ mod tests {
         );
         assert_eq!(set.tally(), counted(&set));
         assert_eq!(set.len(), 2);
+    }
+
+    #[test]
+    fn ended_tasks_keep_the_newest_only() {
+        let mut ended = Ended::default();
+        for i in 0..Ended::CAPACITY + 10 {
+            ended.insert(
+                task(&format!("t{i}"), TaskStatus::Completed),
+                Arc::default(),
+            );
+        }
+        assert!(ended.get("t0").is_none() && ended.get("t9").is_none());
+        assert!(ended.get("t10").is_some());
+        let last = format!("t{}", Ended::CAPACITY + 9);
+        assert_eq!(ended.get(&last).unwrap().0.id, last);
+        // Inserting an id again does not count it twice.
+        ended.insert(task(&last, TaskStatus::Failed), Arc::default());
+        assert_eq!(ended.get(&last).unwrap().0.status, TaskStatus::Failed);
+        assert_eq!(ended.tasks.len(), Ended::CAPACITY);
+        assert_eq!(ended.order.len(), Ended::CAPACITY);
     }
 }

@@ -402,9 +402,15 @@ async fn a_restart_replays_finished_steps_from_the_journal() {
         traces,
         [format!("{}/stage/1", t.id), format!("{}/stage/2", t.id)]
     );
-    let steps = o.task_detail(&t.id).await.unwrap().steps;
-    assert_eq!(steps.len(), 3);
+    // Ended: its detail comes from the recently-ended copy (so it is still there with
+    // the journal closed), the same as the journal's.
     o.shutdown().await;
+    let detail = o.task_detail(&t.id).await.unwrap();
+    assert_eq!(detail.steps.len(), 3);
+    let journal = Journal::open(&dir.path().join("journal.sqlite3")).unwrap();
+    let (task, steps) = journal.task_with_steps(&t.id).await.unwrap().unwrap();
+    assert_eq!((task, steps), (detail.task, detail.steps));
+    journal.close().await;
 }
 
 /// `/analytics/performance` over what ran (per agent, overall and per pattern) agrees

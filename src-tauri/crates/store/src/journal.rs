@@ -185,6 +185,21 @@ impl Journal {
         self.read(move |conn| queries::get_task(conn, &id)).await
     }
 
+    /// The task with this id and its steps (in start order), if journaled: one read
+    /// transaction, so both describe the same moment.
+    pub async fn task_with_steps(&self, id: &str) -> Result<Option<(Task, Vec<Step>)>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let tx = conn.unchecked_transaction()?;
+            let Some(task) = queries::get_task(&tx, &id)? else {
+                return Ok(None);
+            };
+            let steps = queries::steps(&tx, &id)?;
+            Ok(Some((task, steps)))
+        })
+        .await
+    }
+
     /// Up to `limit` tasks, newest first (`created_at`, then insertion order), optionally
     /// only those with `status`.
     pub async fn list_tasks(

@@ -303,7 +303,26 @@ async fn steps_round_trip_every_field_and_upsert_by_key() {
 
     // And back: an upsert replaces optional columns with NULL too.
     journal.put_step(&started).await.expect("put started again");
-    assert_eq!(journal.steps("t").await.expect("steps"), vec![started]);
+    assert_eq!(
+        journal.steps("t").await.expect("steps"),
+        vec![started.clone()]
+    );
+
+    // The task and its steps in one read; none for an unknown id.
+    let (task_read, steps) = journal
+        .task_with_steps("t")
+        .await
+        .expect("read")
+        .expect("journaled");
+    assert_eq!(task_read, task("t", at(0, 0)));
+    assert_eq!(steps, vec![started]);
+    assert!(
+        journal
+            .task_with_steps("nope")
+            .await
+            .expect("read")
+            .is_none()
+    );
     journal.close().await;
 }
 
