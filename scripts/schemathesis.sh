@@ -145,9 +145,26 @@ args=(--config-file "$config" run "$base/openapi.json"
 [ -n "${SEED:-}" ] && args+=(--seed "$SEED")
 [ -t 1 ] || args+=(--no-color)
 log "st ${args[*]/$key/<admin key>} $*"
+run_st() { # the arguments after `args`; output also kept in $work/st.out
+  # Run from the temp dir so that nothing (e.g. a .hypothesis folder) lands in the caller's tree.
+  (cd "$work" && "$VENV/bin/schemathesis" "${args[@]}" "$@") 2>&1 | tee "$work/st.out"
+  return "${PIPESTATUS[0]}"
+}
 st_status=0
-# Run from the temp dir so that nothing (e.g. a .hypothesis folder) lands in the caller's tree.
-(cd "$work" && "$VENV/bin/schemathesis" "${args[@]}" "$@") || st_status=$?
+run_st "$@" || st_status=$?
+# CPython 3.11 before 3.11.8 (this machine has 3.11.7) can raise a spurious `SystemError: AST
+# constructor recursion depth mismatch` from ast.parse when threads parse at once
+# (python/cpython#106905); hypothesis parses its lambdas' source to name them, and the run
+# then ends with a "Runtime Error" of the tool, not a finding about the server. When that
+# is the cause, run once more in a single worker, where the race cannot happen.
+if [ "$st_status" -ne 0 ] && grep -q "AST constructor recursion depth mismatch" "$work/st.out"; then
+  log "schemathesis itself hit CPython's spurious ast SystemError (python/cpython#106905); running it again with --workers 1"
+  for i in "${!args[@]}"; do
+    [ "${args[$i]}" = "--workers" ] && args[$((i + 1))]=1
+  done
+  st_status=0
+  run_st "$@" || st_status=$?
+fi
 
 # --- 5. summary -------------------------------------------------------------------------------
 echo
