@@ -244,7 +244,20 @@ async fn metrics_host_samples_and_alert_routes() {
         "{point}"
     );
     assert!(point["count"].as_u64().unwrap() >= 1, "{point}");
-    let catalogue: Value = get_json(&client, format!("{base}/monitoring/series/catalogue")).await;
+    // The history lists a series once a 10 s bucket holding it is stored: the agents' rates
+    // (observed from the task that just completed) may still be in the open bucket.
+    let began = std::time::Instant::now();
+    let catalogue = loop {
+        let catalogue: Value =
+            get_json(&client, format!("{base}/monitoring/series/catalogue")).await;
+        let rates = catalogue
+            .as_array()
+            .is_some_and(|c| c.iter().any(|s| s["metric"] == "agent_success_rate"));
+        if rates || began.elapsed() > Duration::from_secs(30) {
+            break catalogue;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let known = |metric: &str| {
         catalogue
             .as_array()
