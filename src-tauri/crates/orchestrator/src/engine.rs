@@ -1306,7 +1306,7 @@ impl Inner {
             .map(|l| &l.task)
             .filter(|t| matches(t))
             .collect();
-        if found.len() > limit && limit > 0 {
+        if found.len() > limit {
             found.select_nth_unstable_by_key(limit - 1, |t| std::cmp::Reverse(t.created_at));
             found.truncate(limit);
         }

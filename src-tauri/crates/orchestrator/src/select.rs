@@ -105,7 +105,6 @@ pub fn select(
         requirements,
         now,
     };
-    let ranked = |filter: &dyn Fn(&Candidate<'_>) -> bool| pool.ranked(filter);
 
     let mut chosen: Vec<String> = Vec::new();
     let mut worker_budget = max_agents;
@@ -116,12 +115,13 @@ pub fn select(
                 "the hierarchical pattern needs at least 2 agents (a coordinator and a worker)",
             ));
         }
-        let coordinator = ranked(&|c| {
-            c.spec.role == AgentRole::Coordinator && c.spec.has_capability("task_planning")
-        })
-        .into_iter()
-        .next()
-        .ok_or_else(|| OrchestratorError::NoCapableAgent("task_planning".into()))?;
+        let coordinator = pool
+            .ranked(&|c| {
+                c.spec.role == AgentRole::Coordinator && c.spec.has_capability("task_planning")
+            })
+            .into_iter()
+            .next()
+            .ok_or_else(|| OrchestratorError::NoCapableAgent("task_planning".into()))?;
         chosen.push(coordinator.id().to_owned());
         worker_budget -= 1;
     }
@@ -140,15 +140,16 @@ pub fn select(
         // Fill with the best remaining agents that share at least one requirement, then
         // with the best remaining overall.
         let already: BTreeSet<String> = chosen.iter().cloned().collect();
-        let extra = ranked(&|c| {
-            !already.contains(c.id())
-                && c.spec.role != AgentRole::Coordinator
-                && requirements.iter().any(|r| c.spec.has_capability(r))
-        })
-        .into_iter()
-        .chain(ranked(&|c| !already.contains(c.id())))
-        .map(|c| c.id().to_owned())
-        .collect::<Vec<_>>();
+        let extra = pool
+            .ranked(&|c| {
+                !already.contains(c.id())
+                    && c.spec.role != AgentRole::Coordinator
+                    && requirements.iter().any(|r| c.spec.has_capability(r))
+            })
+            .into_iter()
+            .chain(pool.ranked(&|c| !already.contains(c.id())))
+            .map(|c| c.id().to_owned())
+            .collect::<Vec<_>>();
         for id in extra {
             if chosen.len() >= minimum {
                 break;
@@ -211,11 +212,10 @@ fn assign(
     exclude: &[String],
     pool: &Pool<'_>,
 ) -> Result<Vec<String>, OrchestratorError> {
-    let ranked = |filter: &dyn Fn(&Candidate<'_>) -> bool| pool.ranked(filter);
     let mut per_requirement: Vec<String> = Vec::new();
     let taken = |list: &[String], id: &str| list.iter().any(|x| x == id);
     for requirement in requirements {
-        let candidates = ranked(&|c| c.spec.has_capability(requirement));
+        let candidates = pool.ranked(&|c| c.spec.has_capability(requirement));
         let pick = candidates
             .iter()
             .find(|c| !taken(&per_requirement, c.id()) && !taken(exclude, c.id()))
@@ -232,7 +232,7 @@ fn assign(
 
     // Greedy set cover within the budget: take the agent covering most uncovered
     // requirements (score breaks ties, via the ranking order).
-    let all = ranked(&|c| requirements.iter().any(|r| c.spec.has_capability(r)));
+    let all = pool.ranked(&|c| requirements.iter().any(|r| c.spec.has_capability(r)));
     let mut uncovered: Vec<&String> = requirements.iter().collect();
     let mut cover: Vec<&Candidate<'_>> = Vec::new();
     while !uncovered.is_empty() && cover.len() < budget {
